@@ -1,0 +1,105 @@
+import { IPT_CHAIN_OUTPUT, IPT_CHAIN_PREROUTING, IPT_COMMENT } from "../owner.js";
+import { hex, type MarkingSpec } from "./marking.js";
+
+// Our rules live in two chains of our own in the mangle table. Each built-in
+// chain reaches them through one jump tagged with our comment, inserted first
+// so that an earlier ACCEPT in mangle cannot skip the marking.
+
+/** The tools of one iptables variant for one family. */
+export interface IptablesTools {
+  save: string;
+  restore: string;
+}
+
+export type IptablesVariant = "iptables" | "iptables-nft" | "iptables-legacy";
+
+export function iptablesTools(variant: IptablesVariant, family: 4 | 6): IptablesTools {
+  const base = family === 4 ? variant : variant.replace(/^iptables/, "ip6tables");
+  return { save: `${base}-save`, restore: `${base}-restore` };
+}
+
+/** What `iptables-save -t mangle` shows of ours. */
+export interface IptablesObserved {
+  chains: string[];
+  /** Our tagged jumps as `-A CHAIN ...` lines, exactly as iptables-save printed them. */
+  jumps: string[];
+}
+
+const JUMPS: ReadonlyArray<[builtin: string, chain: string]> = [
+  ["PREROUTING", IPT_CHAIN_PREROUTING],
+  ["OUTPUT", IPT_CHAIN_OUTPUT],
+];
+
+/** Reads our chains and tagged jumps from `iptables-save -t mangle` output. */
+export function parseIptablesSave(text: string): IptablesObserved {
+  const ours = new Set(JUMPS.map(([, chain]) => chain));
+  const chains: string[] = [];
+  const jumps: string[] = [];
+  for (const line of text.split("\n")) {
+    const chain = /^:(\S+) /.exec(line)?.[1];
+    if (chain !== undefined && ours.has(chain)) {
+      chains.push(chain);
+    }
+    if (line.startsWith("-A ") && isTagged(line)) {
+      jumps.push(line.trim());
+    }
+  }
+  return { chains, jumps };
+}
+
+// iptables-save prints a comment without spaces unquoted and one with spaces
+// in double quotes; ours has none, so matching the bare token is exact.
+function isTagged(line: string): boolean {
+  const tokens = line.trim().split(/\s+/);
+  return tokens.some((token, index) => token === "--comment" && tokens[index + 1] === IPT_COMMENT);
+}
+
+/**
+ * Renders iptables-restore --noflush input that (re)creates our chains with
+ * the rules of `spec` and adds the tagged jumps that are missing. Declaring a
+ * chain that exists flushes it, so repeating this leaves one copy.
+ */
+export function renderIptablesApply(spec: MarkingSpec, observed: IptablesObserved): string {
+  const { value, mask } = spec.mark;
+  const markArgs = `${hex(value)}/${hex(mask)}`;
+  const lines = ["*mangle", `:${IPT_CHAIN_PREROUTING} - [0:0]`, `:${IPT_CHAIN_OUTPUT} - [0:0]`];
+
+  for (const tunnel of spec.tunnels) {
+    lines.push(`-A ${IPT_CHAIN_PREROUTING} -i ${tunnel} -j RETURN`);
+  }
+  for (const bypass of spec.bypass) {
+    lines.push(
+      `-A ${IPT_CHAIN_PREROUTING} -p ${bypass.protocol} -m ${bypass.protocol} --dport ${bypass.localPort} -m conntrack --ctdir ORIGINAL -m comment --comment bypass.${bypass.name} -j CONNMARK --set-xmark ${markArgs}`,
+    );
+  }
+  for (const chain of [IPT_CHAIN_PREROUTING, IPT_CHAIN_OUTPUT]) {
+    lines.push(`-A ${chain} -m connmark --mark ${markArgs} -j MARK --set-xmark ${markArgs}`);
+  }
+  for (const [builtin, chain] of JUMPS) {
+    if (!observed.jumps.some((jump) => jump.startsWith(`-A ${builtin} `))) {
+      lines.push(`-I ${builtin} 1 -m comment --comment ${IPT_COMMENT} -j ${chain}`);
+    }
+  }
+  lines.push("COMMIT", "");
+  return lines.join("\n");
+}
+
+/**
+ * Renders iptables-restore --noflush input that deletes every tagged jump as
+ * iptables-save printed it, then our chains. Returns undefined when nothing
+ * of ours exists.
+ */
+export function renderIptablesRemove(observed: IptablesObserved): string | undefined {
+  if (observed.jumps.length === 0 && observed.chains.length === 0) {
+    return undefined;
+  }
+  const lines = ["*mangle"];
+  for (const jump of observed.jumps) {
+    lines.push(jump.replace(/^-A /, "-D "));
+  }
+  for (const chain of observed.chains) {
+    lines.push(`-F ${chain}`, `-X ${chain}`);
+  }
+  lines.push("COMMIT", "");
+  return lines.join("\n");
+}

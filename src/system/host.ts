@@ -1,0 +1,82 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { execa } from "execa";
+
+import type { CommandResult, System } from "./system.js";
+import { findTool } from "./tools.js";
+
+/** The real host: tools run through execa with argv arrays, never a shell. */
+export class HostSystem implements System {
+  private readonly paths = new Map<string, string | undefined>();
+
+  constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
+
+  async run(argv: readonly string[], input?: string): Promise<CommandResult> {
+    const [tool, ...args] = argv;
+    const path = tool === undefined ? undefined : this.resolve(tool);
+    if (path === undefined) {
+      return { exitCode: 127, stdout: "", stderr: `${tool ?? "(empty command)"}: not installed (looked in /usr/sbin, /usr/bin, /sbin, /bin, /usr/local/sbin, /usr/local/bin and PATH)` };
+    }
+    const result = await execa(path, args, {
+      input: input ?? "",
+      reject: false,
+      stripFinalNewline: false,
+      // The C locale keeps tool messages in English, which the error handling
+      // matches, and the environment small.
+      env: { LC_ALL: "C", PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+      extendEnv: false,
+    });
+    return {
+      exitCode: result.exitCode ?? 1,
+      stdout: String(result.stdout ?? ""),
+      stderr: String(result.stderr ?? result.message ?? ""),
+    };
+  }
+
+  hasTool(tool: string): boolean {
+    return this.resolve(tool) !== undefined;
+  }
+
+  async readSysctl(key: string): Promise<string | undefined> {
+    try {
+      return (await readFile(sysctlPath(key), "utf8")).trim();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  async writeSysctl(key: string, value: string): Promise<void> {
+    await writeFile(sysctlPath(key), value);
+  }
+
+  async listInterfaces(): Promise<string[]> {
+    // /sys/class/net shows the interfaces of the namespace /sys was mounted
+    // in; `ip netns exec` remounts it, but a plain `nsenter` does not, so ask
+    // the kernel through /proc/net/dev, which follows the caller's namespace.
+    const text = await readFile("/proc/net/dev", "utf8");
+    return text
+      .split("\n")
+      .slice(2)
+      .map((line) => line.split(":")[0]!.trim())
+      .filter(Boolean);
+  }
+
+  private resolve(tool: string): string | undefined {
+    if (!this.paths.has(tool)) {
+      this.paths.set(tool, findTool(tool, this.env));
+    }
+    return this.paths.get(tool);
+  }
+}
+
+/**
+ * Turns "net.ipv4.conf.eth0.rp_filter" into its /proc/sys path. Interface
+ * names may contain dots (VLANs such as eth0.100), so callers pass those with
+ * "/" in place of the dot, as sysctl(8) expects, and this maps them back.
+ */
+export function sysctlPath(key: string): string {
+  return `/proc/sys/${key.split(".").map((part) => part.replaceAll("/", ".")).join("/")}`;
+}
+
