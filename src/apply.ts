@@ -1,0 +1,42 @@
+import { CommandError, formatArgv, withContext } from "./errors.js";
+import type { Logger } from "./log.js";
+import { renderStep, type Step } from "./plan/step.js";
+import type { System } from "./system/system.js";
+
+/** Runs one step, logging it first as a command line an administrator could replay. */
+export async function runStep(system: System, step: Step, log: Logger): Promise<void> {
+  log.info(`[#] ${renderStep(step, formatArgv)}`);
+  try {
+    if (step.kind === "sysctl") {
+      await system.writeSysctl(step.key, step.value);
+      return;
+    }
+    const result = await system.run(step.argv, step.input);
+    if (result.exitCode !== 0) {
+      throw new CommandError(step.argv, result.exitCode, result.stderr);
+    }
+  } catch (error) {
+    throw withContext(step.summary, error);
+  }
+}
+
+/** Runs steps in order and stops at the first failure, which it throws. */
+export async function applySteps(system: System, steps: readonly Step[], log: Logger): Promise<void> {
+  for (const step of steps) {
+    await runStep(system, step, log);
+  }
+}
+
+/** Runs every step even after failures, and returns all the errors. */
+export async function applyAllSteps(system: System, steps: readonly Step[], log: Logger): Promise<Error[]> {
+  const failures: Error[] = [];
+  for (const step of steps) {
+    try {
+      await runStep(system, step, log);
+    } catch (error) {
+      log.error((error as Error).message);
+      failures.push(error as Error);
+    }
+  }
+  return failures;
+}

@@ -1,0 +1,66 @@
+import { FAMILIES, hasIpv6, readIptables, readRules, readTable, readUplinkSysctls } from "../observe.js";
+import type { FirewallBackend } from "../firewall/backend.js";
+import type { IptablesByFamily } from "../plan/firewall.js";
+import type { DownObserved } from "../plan/down.js";
+import { snapshotRoutes, tunnelsAfterUp, uplinkDevices, type UpObserved } from "../plan/up.js";
+import type { Config } from "../config/types.js";
+import type { Family } from "../snapshot/route.js";
+import type { State } from "../state.js";
+import type { System } from "../system/system.js";
+
+/** Families to manage here: IPv4 always, IPv6 when the kernel has it enabled. */
+export async function activeFamilies(system: System): Promise<Family[]> {
+  return (await hasIpv6(system)) ? [...FAMILIES] : [4];
+}
+
+async function readIptablesFamilies(system: System, backend: FirewallBackend, families: readonly Family[]): Promise<IptablesByFamily> {
+  const observed: IptablesByFamily = {};
+  if (backend !== "nftables") {
+    for (const family of families) {
+      observed[family] = await readIptables(system, backend, family);
+    }
+  }
+  return observed;
+}
+
+/** Reads what planUp needs. */
+export async function observeForUp(
+  system: System,
+  config: Config,
+  device: string,
+  backend: FirewallBackend,
+  previous: State | undefined,
+): Promise<UpObserved> {
+  const families = await activeFamilies(system);
+  const main = { 4: await readTable(system, 4, "main"), 6: families.includes(6) ? await readTable(system, 6, "main") : [] };
+  const table = {
+    4: await readTable(system, 4, config.table.id),
+    6: families.includes(6) ? await readTable(system, 6, config.table.id) : [],
+  };
+  const rules = { 4: await readRules(system, 4), 6: families.includes(6) ? await readRules(system, 6) : [] };
+  const routes = snapshotRoutes(config, tunnelsAfterUp(device, previous), main);
+  return {
+    families,
+    main,
+    table,
+    rules,
+    iptables: await readIptablesFamilies(system, backend, families),
+    uplinks: await readUplinkSysctls(system, uplinkDevices(routes[4])),
+  };
+}
+
+/** Reads what planDown and planRemoval need for `state`. */
+export async function observeForDown(system: System, state: State): Promise<DownObserved> {
+  const families = await activeFamilies(system);
+  const tableSize = { 4: 0, 6: 0 };
+  const rules: DownObserved["rules"] = { 4: [], 6: [] };
+  for (const family of families) {
+    tableSize[family] = (await readTable(system, family, state.table.id)).length;
+    rules[family] = await readRules(system, family);
+  }
+  const sysctls: Record<string, string | undefined> = {};
+  for (const change of state.sysctls) {
+    sysctls[change.key] = await system.readSysctl(change.key);
+  }
+  return { families, tableSize, rules, iptables: await readIptablesFamilies(system, state.backend, families), sysctls };
+}

@@ -1,0 +1,77 @@
+import { applySteps } from "../apply.js";
+import { chooseBackend, type FirewallBackend } from "../firewall/backend.js";
+import { hex } from "../firewall/marking.js";
+import { planUp } from "../plan/up.js";
+import { hasRule } from "../rule.js";
+import type { State } from "../state.js";
+import { withLock, type Context } from "./context.js";
+import { removeAll } from "./down.js";
+import { observeForUp } from "./observe-state.js";
+import { readRules } from "../observe.js";
+
+/**
+ * Installs the bypass for `device`, or adds the tunnel to an existing one.
+ * Neither OpenVPN nor wg-quick runs `down` after a failed `up`, so a failure
+ * removes what this run installed before the error is reported.
+ */
+export async function up(context: Context, device: string): Promise<void> {
+  await withLock(context, async () => {
+    const { config, log, system, store } = context;
+    const backend = await chooseBackend(config.firewall.backend, system);
+    const previous = await usablePrevious(context, backend);
+
+    const observed = await observeForUp(system, config, device, backend, previous);
+    const { steps, state } = planUp({ config, device, backend, previous, observed });
+
+    // Recorded before the first change, so that a run killed half-way still
+    // leaves a record of what may exist.
+    await store.write(state);
+    try {
+      await applySteps(system, steps, log);
+    } catch (error) {
+      log.error(`${(error as Error).message}`);
+      log.warn("up failed; removing what splitroute installed");
+      await removeAll(context, state);
+      throw new Error(`up for ${device} failed and was rolled back: ${(error as Error).message}`, { cause: error });
+    }
+    log.info(
+      `bypass active for ${state.tunnels.join(", ")}: ${state.routeCounts[4]} IPv4 and ${state.routeCounts[6]} IPv6 routes in table ` +
+        `${state.table.name} (${state.table.id}), rule priority ${state.priority} fwmark ${hex(state.mark.value)}/${hex(state.mark.mask)}, ` +
+        `${state.backend} marking for ${state.bypass.map((bypass) => `${bypass.protocol}/${bypass.localPort}`).join(", ")}`,
+    );
+  });
+}
+
+/**
+ * Returns the recorded state when it still describes what is installed with
+ * today's table, rule and backend. Anything else is removed or forgotten first.
+ */
+async function usablePrevious(context: Context, backend: FirewallBackend): Promise<State | undefined> {
+  const { config, log, store, system } = context;
+  const previous = await store.read();
+  if (previous === undefined) {
+    return undefined;
+  }
+  const same =
+    previous.table.id === config.table.id &&
+    previous.priority === config.table.priority &&
+    previous.mark.value === config.mark.value &&
+    previous.mark.mask === config.mark.mask &&
+    previous.backend === backend;
+  if (!same) {
+    log.info("the configuration changed since the bypass was installed; removing the old bypass first");
+    await removeAll(context, previous);
+    return undefined;
+  }
+
+  // A state file whose rule and table are both gone describes a namespace
+  // that no longer exists (its inode number was reused) or a reboot-less
+  // manual flush; nothing of it is installed here.
+  const rule = { tableId: previous.table.id, priority: previous.priority, mark: previous.mark };
+  if (!hasRule(await readRules(system, 4), rule)) {
+    log.warn(`state file ${store.path} names tunnels ${previous.tunnels.join(", ")}, but their rule is gone; starting afresh`);
+    await removeAll(context, { ...previous, sysctls: [] });
+    return undefined;
+  }
+  return previous;
+}

@@ -1,0 +1,73 @@
+import { iptablesTools, parseIptablesSave, type IptablesObserved } from "./firewall/iptables.js";
+import type { FirewallBackend } from "./firewall/backend.js";
+import { interfaceKey, type UplinkSysctls } from "./rpfilter.js";
+import type { ObservedRule } from "./rule.js";
+import { parseRoutes } from "./snapshot/parse.js";
+import type { Family, Route } from "./snapshot/route.js";
+import { CommandError } from "./errors.js";
+import type { System } from "./system/system.js";
+
+// Observers only read. Each returns plain data for the planners.
+
+export const FAMILIES: readonly Family[] = [4, 6];
+
+/** Whether the kernel has IPv6 in this namespace; without it every `ip -6` command fails. */
+export async function hasIpv6(system: System): Promise<boolean> {
+  return (await system.readSysctl("net.ipv6.conf.all.disable_ipv6")) === "0";
+}
+
+/** Reads a routing table as parsed routes; a table that does not exist yet is empty. */
+export async function readTable(system: System, family: Family, table: string | number): Promise<Route[]> {
+  const argv = ["ip", `-${family}`, "-d", "-N", "-j", "route", "show", "table", String(table)];
+  const result = await system.run(argv);
+  // The kernel answers a dump of a table that has never held a route with
+  // "FIB table does not exist"; for us that is an empty table.
+  if (result.exitCode !== 0 && /FIB table does not exist/.test(result.stderr)) {
+    return [];
+  }
+  if (result.exitCode !== 0) {
+    throw new CommandError(argv, result.exitCode, result.stderr);
+  }
+  return parseRoutes(JSON.parse(result.stdout || "[]"), family);
+}
+
+/** Reads the policy rules of one family with numeric table ids. */
+export async function readRules(system: System, family: Family): Promise<ObservedRule[]> {
+  const argv = ["ip", `-${family}`, "-N", "-j", "rule", "show"];
+  const result = await system.run(argv);
+  if (result.exitCode !== 0) {
+    throw new CommandError(argv, result.exitCode, result.stderr);
+  }
+  return JSON.parse(result.stdout || "[]") as ObservedRule[];
+}
+
+/** Reads our chains and tagged jumps from the mangle table of one family. */
+export async function readIptables(
+  system: System,
+  backend: Exclude<FirewallBackend, "nftables">,
+  family: Family,
+): Promise<IptablesObserved> {
+  const argv = [iptablesTools(backend, family).save, "-t", "mangle"];
+  const result = await system.run(argv);
+  if (result.exitCode !== 0) {
+    throw new CommandError(argv, result.exitCode, result.stderr);
+  }
+  return parseIptablesSave(result.stdout);
+}
+
+/** Reads the rp_filter and src_valid_mark sysctls of each uplink. */
+export async function readUplinkSysctls(system: System, devices: readonly string[]): Promise<UplinkSysctls[]> {
+  const rpFilterAll = await system.readSysctl("net.ipv4.conf.all.rp_filter");
+  const srcValidMarkAll = await system.readSysctl("net.ipv4.conf.all.src_valid_mark");
+  const uplinks: UplinkSysctls[] = [];
+  for (const device of devices) {
+    uplinks.push({
+      device,
+      rpFilterAll,
+      srcValidMarkAll,
+      rpFilter: await system.readSysctl(interfaceKey(device, "rp_filter")),
+      srcValidMark: await system.readSysctl(interfaceKey(device, "src_valid_mark")),
+    });
+  }
+  return uplinks;
+}

@@ -1,0 +1,86 @@
+import type { FirewallBackend } from "../firewall/backend.js";
+import { hasRule, ruleSelector, type ObservedRule } from "../rule.js";
+import type { Family } from "../snapshot/route.js";
+import type { State } from "../state.js";
+import { planFirewallApply, planFirewallRemove, type IptablesByFamily } from "./firewall.js";
+import type { Step } from "./step.js";
+
+/** The system as observed before `down` (or before a rollback). */
+export interface DownObserved {
+  families: Family[];
+  /** Number of routes now in the recorded table, per family. */
+  tableSize: Record<Family, number>;
+  rules: Record<Family, ObservedRule[]>;
+  iptables: IptablesByFamily;
+  /** Current values of the sysctls the state says we changed. */
+  sysctls: Record<string, string | undefined>;
+}
+
+export interface DownPlan {
+  steps: Step[];
+  /** The state to keep when other tunnels still hold the bypass; undefined when all is removed. */
+  remaining: State | undefined;
+  /** Things left alone on purpose, for the log. */
+  warnings: string[];
+}
+
+/**
+ * Plans `down` for one tunnel. While other tunnels remain, only the marking
+ * changes (the tunnel is no longer excluded); the last tunnel removes all.
+ */
+export function planDown(state: State, device: string, observed: DownObserved): DownPlan {
+  const tunnels = state.tunnels.filter((tunnel) => tunnel !== device);
+  if (tunnels.length > 0 && tunnels.length < state.tunnels.length) {
+    const remaining = { ...state, tunnels };
+    const marking = { mark: state.mark, tunnels, bypass: state.bypass };
+    const steps = planFirewallApply(state.backend as FirewallBackend, marking, families(state, observed), observed.iptables);
+    return { steps, remaining, warnings: [] };
+  }
+  if (tunnels.length > 0) {
+    return { steps: [], remaining: state, warnings: [`${device} does not hold the bypass (held by ${state.tunnels.join(", ")}); nothing to do`] };
+  }
+  return planRemoval(state, observed);
+}
+
+/** Plans the removal of everything `state` records, skipping what is already gone. */
+export function planRemoval(state: State, observed: DownObserved): DownPlan {
+  const steps: Step[] = [];
+  const warnings: string[] = [];
+  const rule = { tableId: state.table.id, priority: state.priority, mark: state.mark };
+
+  for (const family of families(state, observed)) {
+    const lines: string[] = [];
+    if (hasRule(observed.rules[family], rule)) {
+      lines.push(["rule", "del", ...ruleSelector(rule)].join(" "));
+    }
+    if (observed.tableSize[family] > 0) {
+      lines.push(`route flush table ${state.table.id}`);
+    }
+    if (lines.length > 0) {
+      steps.push({
+        kind: "run",
+        summary: `removing the IPv${family} rule and table ${state.table.name} (${state.table.id})`,
+        argv: ["ip", `-${family}`, "-batch", "-"],
+        input: `${lines.join("\n")}\n`,
+      });
+    }
+  }
+
+  steps.push(...planFirewallRemove(state.backend, families(state, observed), observed.iptables));
+
+  for (const change of state.sysctls) {
+    const current = observed.sysctls[change.key];
+    if (current === change.value) {
+      steps.push({ kind: "sysctl", summary: `restoring ${change.key}`, key: change.key, value: change.previous });
+    } else if (current !== undefined && current !== change.previous) {
+      // Someone changed it after us; their value wins.
+      warnings.push(`${change.key} is ${current}, not the ${change.value} splitroute set; leaving it as it is`);
+    }
+  }
+  return { steps, remaining: undefined, warnings };
+}
+
+// IPv6 may have been switched off since up; commands for it would only fail.
+function families(state: State, observed: DownObserved): Family[] {
+  return state.families.filter((family) => observed.families.includes(family));
+}

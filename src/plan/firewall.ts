@@ -1,0 +1,47 @@
+import type { FirewallBackend } from "../firewall/backend.js";
+import { iptablesTools, renderIptablesApply, renderIptablesRemove, type IptablesObserved } from "../firewall/iptables.js";
+import type { MarkingSpec } from "../firewall/marking.js";
+import { nftRemoveScript, nftReplaceScript } from "../firewall/nftables.js";
+import type { Family } from "../snapshot/route.js";
+import type { Step } from "./step.js";
+
+/** What the planners need to know of our iptables objects, per family; unused with nftables. */
+export type IptablesByFamily = Partial<Record<Family, IptablesObserved>>;
+
+/** Plans the firewall steps that install (or replace) our marking. */
+export function planFirewallApply(
+  backend: FirewallBackend,
+  spec: MarkingSpec,
+  families: readonly Family[],
+  observed: IptablesByFamily,
+): Step[] {
+  if (backend === "nftables") {
+    return [{ kind: "run", summary: "installing nftables marking", argv: ["nft", "-f", "-"], input: nftReplaceScript(spec) }];
+  }
+  return families.map((family) => ({
+    kind: "run",
+    summary: `installing IPv${family} iptables marking`,
+    argv: [iptablesTools(backend, family).restore, "--noflush"],
+    input: renderIptablesApply(spec, observed[family] ?? { chains: [], jumps: [] }),
+  }));
+}
+
+/** Plans the firewall steps that remove everything of ours that was observed. */
+export function planFirewallRemove(backend: FirewallBackend, families: readonly Family[], observed: IptablesByFamily): Step[] {
+  if (backend === "nftables") {
+    return [{ kind: "run", summary: "removing nftables marking", argv: ["nft", "-f", "-"], input: nftRemoveScript() }];
+  }
+  const steps: Step[] = [];
+  for (const family of families) {
+    const input = renderIptablesRemove(observed[family] ?? { chains: [], jumps: [] });
+    if (input !== undefined) {
+      steps.push({
+        kind: "run",
+        summary: `removing IPv${family} iptables marking`,
+        argv: [iptablesTools(backend, family).restore, "--noflush"],
+        input,
+      });
+    }
+  }
+  return steps;
+}

@@ -1,0 +1,122 @@
+import type { Config } from "../config/types.js";
+import { ConfigError } from "../errors.js";
+import type { FirewallBackend } from "../firewall/backend.js";
+import { planSrcValidMark, type UplinkSysctls } from "../rpfilter.js";
+import { hasRule, ruleSelector, type ObservedRule } from "../rule.js";
+import { routeAddArgs, routeDevices } from "../snapshot/render.js";
+import { selectRoutes } from "../snapshot/select.js";
+import type { Family, Route } from "../snapshot/route.js";
+import type { State } from "../state.js";
+import { planFirewallApply, type IptablesByFamily } from "./firewall.js";
+import type { Step } from "./step.js";
+
+/** The system as observed before `up`. */
+export interface UpObserved {
+  families: Family[];
+  main: Record<Family, Route[]>;
+  /** Current contents of the table id we are about to fill. */
+  table: Record<Family, Route[]>;
+  rules: Record<Family, ObservedRule[]>;
+  iptables: IptablesByFamily;
+  uplinks: UplinkSysctls[];
+}
+
+export interface UpInput {
+  config: Config;
+  device: string;
+  backend: FirewallBackend;
+  /** State of an earlier `up` with the same table, rule and backend, if any. */
+  previous: State | undefined;
+  observed: UpObserved;
+}
+
+/**
+ * Returns the tunnels whose routes must stay out of the snapshot, as exact
+ * device names: the new tunnel and every tunnel already holding the bypass.
+ */
+export function tunnelsAfterUp(device: string, previous: State | undefined): string[] {
+  const tunnels = new Set(previous?.tunnels ?? []);
+  tunnels.add(device);
+  return [...tunnels].sort();
+}
+
+/** Picks the routes to copy: main without any tunnel's routes or excluded interfaces. */
+export function snapshotRoutes(config: Config, tunnels: readonly string[], main: Record<Family, Route[]>): Record<Family, Route[]> {
+  const excluded = [...tunnels, ...config.snapshot.exclude];
+  return { 4: selectRoutes(main[4], excluded), 6: selectRoutes(main[6], excluded) };
+}
+
+/** Returns the IPv4 uplinks: the devices the copied IPv4 routes leave through. */
+export function uplinkDevices(routes: readonly Route[]): string[] {
+  const devices = new Set(routes.flatMap(routeDevices));
+  devices.delete("lo");
+  return [...devices].sort();
+}
+
+/** Plans `up` for one tunnel and returns the steps with the state they leave. */
+export function planUp(input: UpInput): { steps: Step[]; state: State } {
+  const { config, device, backend, previous, observed } = input;
+  const tunnels = tunnelsAfterUp(device, previous);
+  const routes = snapshotRoutes(config, tunnels, observed.main);
+  const rule = { tableId: config.table.id, priority: config.table.priority, mark: config.mark };
+  const steps: Step[] = [];
+
+  for (const family of observed.families) {
+    checkTableIsOurs(config, family, observed.table[family], previous);
+
+    // Routes and the rule for one family go through a single `ip -batch`,
+    // so the cost stays one process however large the table is.
+    const lines: string[] = [];
+    if (observed.table[family].length > 0) {
+      lines.push(`route flush table ${config.table.id}`);
+    }
+    for (const route of routes[family]) {
+      lines.push(routeAddArgs(route, config.table.id).join(" "));
+    }
+    if (!hasRule(observed.rules[family], rule)) {
+      lines.push(["rule", "add", ...ruleSelector(rule)].join(" "));
+    }
+    if (lines.length > 0) {
+      steps.push({
+        kind: "run",
+        summary: `installing IPv${family} routes into table ${config.table.name} (${config.table.id}) and its rule`,
+        argv: ["ip", `-${family}`, "-batch", "-"],
+        input: `${lines.join("\n")}\n`,
+      });
+    }
+  }
+
+  const marking = { mark: config.mark, tunnels, bypass: config.bypass };
+  steps.push(...planFirewallApply(backend, marking, observed.families, observed.iptables));
+
+  const newSysctls = planSrcValidMark(observed.uplinks.filter((uplink) => uplinkDevices(routes[4]).includes(uplink.device)));
+  for (const change of newSysctls) {
+    steps.push({ kind: "sysctl", summary: `allowing the mark in ${change.key.split(".")[3]}'s reverse-path check`, key: change.key, value: change.value });
+  }
+
+  const state: State = {
+    version: 1,
+    tunnels,
+    table: { id: config.table.id, name: config.table.name },
+    priority: config.table.priority,
+    mark: config.mark,
+    bypass: config.bypass,
+    backend,
+    families: observed.families,
+    sysctls: [...(previous?.sysctls ?? []), ...newSysctls],
+    routeCounts: { 4: routes[4].length, 6: routes[6].length },
+    configSource: config.source,
+  };
+  return { steps, state };
+}
+
+// Flushing a table that other software fills would delete its routes, so an
+// occupied table is only reused when our own earlier `up` filled it.
+function checkTableIsOurs(config: Config, family: Family, current: readonly Route[], previous: State | undefined): void {
+  if (current.length > 0 && previous === undefined) {
+    throw new ConfigError(
+      `table ${config.table.id} already holds ${current.length} IPv${family} route(s) that splitroute did not install; ` +
+        `set table.id in ${config.source} to an unused table (see: ip -${family} route show table all)`,
+    );
+  }
+}

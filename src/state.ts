@@ -1,0 +1,97 @@
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { statSync } from "node:fs";
+import { join } from "node:path";
+
+import type { Bypass } from "./config/types.js";
+import type { FirewallBackend } from "./firewall/backend.js";
+import { STATE_DIR } from "./owner.js";
+import type { SysctlChange } from "./rpfilter.js";
+
+/** Everything splitroute installed in one network namespace; down removes exactly this. */
+export interface State {
+  version: 1;
+  /** Devices of the tunnels that currently hold the bypass. */
+  tunnels: string[];
+  table: { id: number; name: string };
+  priority: number;
+  mark: { value: number; mask: number };
+  bypass: Bypass[];
+  backend: FirewallBackend;
+  /** Families whose rule and table we installed. */
+  families: Array<4 | 6>;
+  /** Sysctls we changed and their earlier values, restored on down. */
+  sysctls: SysctlChange[];
+  routeCounts: { 4: number; 6: number };
+  /** Where the configuration came from, for status output. */
+  configSource: string;
+}
+
+/** Reads and writes the state file of the current network namespace. */
+export interface StateStore {
+  read(): Promise<State | undefined>;
+  write(state: State): Promise<void>;
+  remove(): Promise<void>;
+  readonly path: string;
+}
+
+/**
+ * Returns the state store for this process's network namespace. /run is
+ * shared by every namespace on the host, so the file name carries the
+ * namespace's inode number, which is unique among live namespaces.
+ */
+export function namespaceStateStore(env: NodeJS.ProcessEnv = process.env): StateStore {
+  const dir = env.SPLITROUTE_STATE_DIR ?? STATE_DIR;
+  const inode = statSync("/proc/self/ns/net").ino;
+  return new FileStateStore(join(dir, `netns-${inode}.json`));
+}
+
+export class FileStateStore implements StateStore {
+  constructor(readonly path: string) {}
+
+  async read(): Promise<State | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.path, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+        return undefined;
+      }
+      throw error;
+    }
+    const state = JSON.parse(text) as State;
+    if (state.version !== 1) {
+      throw new Error(`state file ${this.path} has version ${String(state.version)}; this splitroute reads version 1`);
+    }
+    return state;
+  }
+
+  // Written to a temporary name and renamed, so a crash never leaves half a file.
+  async write(state: State): Promise<void> {
+    await mkdir(join(this.path, ".."), { recursive: true, mode: 0o755 });
+    const temporary = `${this.path}.${process.pid}.tmp`;
+    await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
+    await rename(temporary, this.path);
+  }
+
+  async remove(): Promise<void> {
+    await rm(this.path, { force: true });
+  }
+}
+
+/** Keeps state in memory, for tests and dry runs. */
+export class MemoryStateStore implements StateStore {
+  readonly path = "(memory)";
+  constructor(private state: State | undefined = undefined) {}
+
+  async read(): Promise<State | undefined> {
+    return this.state === undefined ? undefined : structuredClone(this.state);
+  }
+
+  async write(state: State): Promise<void> {
+    this.state = structuredClone(state);
+  }
+
+  async remove(): Promise<void> {
+    this.state = undefined;
+  }
+}
