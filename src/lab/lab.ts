@@ -1,0 +1,298 @@
+// A throwaway network with a real OpenVPN server and client, built from
+// network namespaces, for the end-to-end tests and the demo. See topology.ts
+// for the layout and addresses. Requires root, iproute2, nftables, iptables
+// (for clientState), procps sysctl, openssl and OpenVPN 2.6.
+
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AggregateFailure, withContext } from "../errors.js";
+import { createSelfSignedCertificate, type Certificate } from "./certificates.js";
+import { deleteNamespace, newNamespacePrefix, runInNamespace } from "./namespaces.js";
+import { readLog, startOpenVpn, stopOpenVpn, type OpenVpnInstance } from "./openvpn.js";
+import { renderClientConfig, renderServerConfig, type ClientHooks } from "./openvpn-config.js";
+import { connectAndReadLine, startListener, writeProbeProgram, type ConnectResult } from "./probe.js";
+import type { LabProcess } from "./processes.js";
+import { readNamespaceState } from "./state.js";
+import { addVpnServerNat, buildNetwork, LAB_ADDRESSES, namespaceNames, TUNNEL_NETWORK, type LabNames } from "./topology.js";
+
+export { LAB_ADDRESSES, type LabNames } from "./topology.js";
+export type { ClientHooks } from "./openvpn-config.js";
+export type { ConnectResult } from "./probe.js";
+
+export type AddressFamily = 4 | 6;
+
+/** Banner line of the client's SSH-like listener on port 22. */
+export const SSH_BANNER = "SSH-2.0-lab";
+export const SSH_PORT = 22;
+/** Port of the remote host's listener that replies with the caller's address. */
+export const WEB_PORT = 80;
+/** How long a probe connection waits for the first line before it counts as failed. */
+export const CONNECT_TIMEOUT_MS = 2_500;
+
+export interface VpnClientOptions {
+  /** `up` and `down` commands for the client. Without them, OpenVPN runs no scripts. */
+  hooks?: ClientHooks;
+  /** Environment variables passed to the hooks through `setenv`. */
+  setenv?: Readonly<Record<string, string>>;
+}
+
+export interface LabOptions {
+  /**
+   * The client's net.ipv4.conf.{all,default,lo,eth0}.rp_filter: 0 off, 1
+   * strict, 2 loose. Default 0, the kernel's own default. systemd's
+   * sysctl.d/50-default.conf sets net.ipv4.conf.all.rp_filter = 2.
+   */
+  rpFilter?: 0 | 1 | 2;
+  /** Hooks for every startVpnClient call that does not pass its own. */
+  clientHooks?: ClientHooks;
+  clientSetenv?: Readonly<Record<string, string>>;
+}
+
+export interface Lab {
+  readonly names: LabNames;
+  /** Temp folder with certificates, configs, logs and pid files, deleted by destroy(). */
+  readonly tempDir: string;
+  startVpnServer(): Promise<void>;
+  /** Starts the client, with `options` in place of the lab's clientHooks and clientSetenv when given. */
+  startVpnClient(options?: VpnClientOptions): Promise<void>;
+  /** Stops the client and waits until OpenVPN, and with it the down hook, has finished. */
+  stopVpnClient(): Promise<void>;
+  /** Returns the current or last client log, "" before the first start. Hook output appears here too. */
+  clientLog(): Promise<string>;
+  /** Returns whether the remote host (203.0.113.10 or 2001:db8:3::10) receives the client's banner from port 22 of its uplink address. */
+  connectInbound(family: AddressFamily): Promise<boolean>;
+  /** Connects like connectInbound() and returns the line received or why the connection failed. */
+  probeInbound(family: AddressFamily): Promise<ConnectResult>;
+  /** Returns whether the VPN server receives the banner from port 22 of the client's tunnel address. */
+  connectThroughTunnel(family: AddressFamily): Promise<boolean>;
+  /** Connects from the client to the remote host and returns the source address the remote host saw. */
+  outboundSeenAs(family: AddressFamily): Promise<string>;
+  /** Returns the tunnel address OpenVPN assigned to the client. Throws when the client is not connected. */
+  clientTunnelAddress(family: AddressFamily): Promise<string>;
+  /** Returns the client's rules, routes, firewall rulesets and rp_filter/src_valid_mark sysctls as text. */
+  clientState(): Promise<string>;
+  /**
+   * Stops every process the lab started and deletes its namespaces and temp
+   * folder. Later calls return the first call's promise.
+   */
+  destroy(): Promise<void>;
+}
+
+/**
+ * Builds the namespaces, the certificates and the listeners. The VPN is not
+ * started yet. On failure everything created so far is removed again.
+ */
+export async function createLab(options: LabOptions = {}): Promise<Lab> {
+  const lab = new NamespaceLab(namespaceNames(newNamespacePrefix()), options);
+  try {
+    await lab.build();
+  } catch (error) {
+    await lab.destroy().catch(() => undefined);
+    throw withContext("creating the network namespace lab", error);
+  }
+  return lab;
+}
+
+function familyKey(family: AddressFamily): "v4" | "v6" {
+  return family === 4 ? "v4" : "v6";
+}
+
+class NamespaceLab implements Lab {
+  tempDir = "";
+  private readonly createdNamespaces: string[] = [];
+  private readonly processes = new Set<LabProcess>();
+  private probeProgram = "";
+  private serverCertificate: Certificate | undefined;
+  private clientCertificate: Certificate | undefined;
+  private server: OpenVpnInstance | undefined;
+  private client: OpenVpnInstance | undefined;
+  private clientStarts = 0;
+  private lastClientLogPath: string | undefined;
+  private destroyed = false;
+  private destruction: Promise<void> | undefined;
+
+  constructor(
+    readonly names: LabNames,
+    private readonly options: LabOptions,
+  ) {}
+
+  async build(): Promise<void> {
+    this.tempDir = await mkdtemp(join(tmpdir(), "splitroute-lab-"));
+    this.probeProgram = await writeProbeProgram(this.tempDir);
+    this.serverCertificate = await createSelfSignedCertificate(this.tempDir, "server");
+    this.clientCertificate = await createSelfSignedCertificate(this.tempDir, "client");
+
+    await buildNetwork(this.names, this.options.rpFilter ?? 0, (namespace) => this.createdNamespaces.push(namespace));
+    await addVpnServerNat(this.names.vpn);
+
+    // Dual-stack listeners on "::", so the client also accepts connections on
+    // the tunnel address that appears later.
+    await startListener(
+      { label: "SSH-like listener", namespace: this.names.client, programPath: this.probeProgram, mode: "listen-banner", host: "::", port: SSH_PORT, banner: SSH_BANNER },
+      (listener) => this.processes.add(listener),
+    );
+    await startListener(
+      { label: "remote web listener", namespace: this.names.remote, programPath: this.probeProgram, mode: "listen-peer", host: "::", port: WEB_PORT },
+      (listener) => this.processes.add(listener),
+    );
+  }
+
+  async startVpnServer(): Promise<void> {
+    this.assertUsable();
+    if (this.server !== undefined) {
+      throw new Error("the OpenVPN server is already running");
+    }
+    const configPath = join(this.tempDir, "server.conf");
+    await writeFile(configPath, renderServerConfig(this.serverCertificate!, this.clientCertificate!.fingerprint), { mode: 0o600 });
+
+    this.server = await startOpenVpn(
+      {
+        label: "OpenVPN server",
+        namespace: this.names.vpn,
+        configPath,
+        logPath: join(this.tempDir, "server.log"),
+        pidPath: join(this.tempDir, "server.pid"),
+      },
+      (openvpn) => this.processes.add(openvpn),
+    );
+  }
+
+  async startVpnClient(clientOptions?: VpnClientOptions): Promise<void> {
+    this.assertUsable();
+    if (this.server === undefined) {
+      throw new Error("the OpenVPN server is not running: call startVpnServer() before startVpnClient()");
+    }
+    if (this.client !== undefined) {
+      throw new Error("the OpenVPN client is already running: call stopVpnClient() first");
+    }
+
+    // Each start gets its own config and log, so the wait for the ready
+    // message cannot match a line from an earlier run.
+    this.clientStarts += 1;
+    const configPath = join(this.tempDir, `client-${this.clientStarts}.conf`);
+    const logPath = join(this.tempDir, `client-${this.clientStarts}.log`);
+    const config = renderClientConfig({
+      certificate: this.clientCertificate!,
+      serverFingerprint: this.serverCertificate!.fingerprint,
+      hooks: clientOptions === undefined ? this.options.clientHooks : clientOptions.hooks,
+      setenv: clientOptions === undefined ? this.options.clientSetenv : clientOptions.setenv,
+    });
+    await writeFile(configPath, config, { mode: 0o600 });
+    this.lastClientLogPath = logPath;
+
+    this.client = await startOpenVpn(
+      { label: "OpenVPN client", namespace: this.names.client, configPath, logPath, pidPath: join(this.tempDir, "client.pid") },
+      (openvpn) => this.processes.add(openvpn),
+    );
+  }
+
+  async stopVpnClient(): Promise<void> {
+    const client = this.client;
+    if (client === undefined) {
+      throw new Error("the OpenVPN client is not running");
+    }
+    this.client = undefined;
+    try {
+      await stopOpenVpn(client);
+    } finally {
+      this.processes.delete(client.process);
+    }
+  }
+
+  async clientLog(): Promise<string> {
+    return this.lastClientLogPath === undefined ? "" : readLog(this.lastClientLogPath);
+  }
+
+  async connectInbound(family: AddressFamily): Promise<boolean> {
+    const result = await this.probeInbound(family);
+    return result.connected && result.line === SSH_BANNER;
+  }
+
+  async probeInbound(family: AddressFamily): Promise<ConnectResult> {
+    const key = familyKey(family);
+    return this.connect(this.names.remote, LAB_ADDRESSES.client[key], SSH_PORT, LAB_ADDRESSES.remote[key]);
+  }
+
+  async connectThroughTunnel(family: AddressFamily): Promise<boolean> {
+    const tunnelAddress = await this.clientTunnelAddress(family);
+    const result = await this.connect(this.names.vpn, tunnelAddress, SSH_PORT);
+    return result.connected && result.line === SSH_BANNER;
+  }
+
+  async outboundSeenAs(family: AddressFamily): Promise<string> {
+    const remote = LAB_ADDRESSES.remote[familyKey(family)];
+    const result = await this.connect(this.names.client, remote, WEB_PORT);
+    if (!result.connected) {
+      throw new Error(`connecting from the client to ${remote} port ${WEB_PORT} failed: ${result.reason}`);
+    }
+    return result.line;
+  }
+
+  async clientTunnelAddress(family: AddressFamily): Promise<string> {
+    const output = await runInNamespace(this.names.client, ["ip", "-j", `-${family}`, "address", "show", "scope", "global"]);
+    const interfaces = JSON.parse(output) as Array<{ addr_info?: Array<{ local?: string }> }>;
+    const prefix = TUNNEL_NETWORK[familyKey(family)].prefix;
+    for (const entry of interfaces) {
+      for (const address of entry.addr_info ?? []) {
+        if (address.local?.startsWith(prefix)) {
+          return address.local;
+        }
+      }
+    }
+    throw new Error(`the client has no IPv${family} tunnel address in ${prefix}*: is the OpenVPN client connected?`);
+  }
+
+  async clientState(): Promise<string> {
+    return readNamespaceState(this.names.client);
+  }
+
+  destroy(): Promise<void> {
+    // A second call, even one made while the first still runs, gets the
+    // first call's promise, so every caller waits for the same cleanup.
+    this.destruction ??= this.removeEverything();
+    return this.destruction;
+  }
+
+  private async removeEverything(): Promise<void> {
+    this.destroyed = true;
+    this.client = undefined;
+    this.server = undefined;
+    const failures: Error[] = [];
+
+    // Processes first, because a namespace lives on while a process is in it.
+    // Newest first, so the OpenVPN client stops before its server. OpenVPN's
+    // pid from --writepid equals the child's pid (checked at start), so
+    // stopping the child stops OpenVPN, and the client's down hook runs.
+    for (const labProcess of [...this.processes].reverse()) {
+      await labProcess.stop().catch((error: unknown) => failures.push(withContext(`stopping ${labProcess.label}`, error)));
+    }
+    this.processes.clear();
+
+    for (const namespace of this.createdNamespaces) {
+      await deleteNamespace(namespace).catch((error: unknown) => failures.push(withContext(`deleting namespace ${namespace}`, error)));
+    }
+    this.createdNamespaces.length = 0;
+
+    if (this.tempDir !== "") {
+      await rm(this.tempDir, { recursive: true, force: true }).catch((error: unknown) =>
+        failures.push(withContext(`deleting ${this.tempDir}`, error)),
+      );
+    }
+
+    if (failures.length > 0) {
+      throw new AggregateFailure("destroying the lab failed", failures);
+    }
+  }
+
+  private connect(namespace: string, host: string, port: number, localAddress?: string): Promise<ConnectResult> {
+    this.assertUsable();
+    return connectAndReadLine({ namespace, programPath: this.probeProgram, host, port, localAddress, timeoutMs: CONNECT_TIMEOUT_MS });
+  }
+
+  private assertUsable(): void {
+    if (this.destroyed) {
+      throw new Error("the lab has been destroyed");
+    }
+  }
+}
