@@ -2,14 +2,15 @@ import { ConfigError } from "./errors.js";
 
 // Linux limits interface names to 15 bytes. We accept the characters that
 // tunnel names use in practice and nothing a shell, ip -batch or nft string
-// could read as syntax; "." and ".." are not names.
+// could read as syntax; "." and ".." are not names. A trailing "+" is
+// rejected because iptables reads `-i tun+` as every name starting with tun.
 const DEVICE_NAME = /^[A-Za-z0-9_.@:+-]{1,15}$/;
 
 /** Checks a tunnel device name taken from `origin` (an option, the environment or an argument). */
 export function validateDevice(name: string, origin: string): string {
-  if (!DEVICE_NAME.test(name) || name === "." || name === "..") {
+  if (!DEVICE_NAME.test(name) || name === "." || name === ".." || name.endsWith("+")) {
     throw new ConfigError(
-      `invalid tunnel device ${JSON.stringify(name)} from ${origin}: use at most 15 characters of A-Z a-z 0-9 _ . @ : + -`,
+      `invalid tunnel device ${JSON.stringify(name)} from ${origin}: use at most 15 characters of A-Z a-z 0-9 _ . @ : + -, not ending in +`,
     );
   }
   return name;

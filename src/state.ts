@@ -22,6 +22,8 @@ export interface State {
   /** Sysctls we changed and their earlier values, restored on down. */
   sysctls: SysctlChange[];
   routeCounts: { 4: number; 6: number };
+  /** Families whose nftables `mangle` table iptables-nft created for us (it did not exist before up). */
+  createdMangleTables?: Array<4 | 6>;
   /** Where the configuration came from, for status output. */
   configSource: string;
 }

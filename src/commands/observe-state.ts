@@ -46,7 +46,32 @@ export async function observeForUp(
     rules,
     iptables: await readIptablesFamilies(system, backend, families),
     uplinks: await readUplinkSysctls(system, uplinkDevices(routes[4])),
+    absentMangleTables: await absentMangleTables(system, backend, families),
   };
+}
+
+/**
+ * Lists the families whose nftables `mangle` table does not exist yet, when
+ * the backend is an iptables that works on nftables (and so will create it).
+ */
+async function absentMangleTables(system: System, backend: FirewallBackend, families: readonly Family[]): Promise<Family[]> {
+  if (backend === "nftables" || backend === "iptables-legacy" || !system.hasTool("nft")) {
+    return [];
+  }
+  if (backend === "iptables") {
+    const version = await system.run(["iptables", "--version"]);
+    if (!version.stdout.includes("nf_tables")) {
+      return [];
+    }
+  }
+  const absent: Family[] = [];
+  for (const family of families) {
+    const result = await system.run(["nft", "list", "table", family === 4 ? "ip" : "ip6", "mangle"]);
+    if (result.exitCode !== 0) {
+      absent.push(family);
+    }
+  }
+  return absent;
 }
 
 /** Reads what planDown and planRemoval need for `state`. */
@@ -62,5 +87,11 @@ export async function observeForDown(system: System, state: State): Promise<Down
   for (const change of state.sysctls) {
     sysctls[change.key] = await system.readSysctl(change.key);
   }
-  return { families, tableSize, rules, iptables: await readIptablesFamilies(system, state.backend, families), sysctls };
+  const mangleTables: Family[] = [];
+  for (const family of state.createdMangleTables ?? []) {
+    if ((await system.run(["nft", "list", "table", family === 4 ? "ip" : "ip6", "mangle"])).exitCode === 0) {
+      mangleTables.push(family);
+    }
+  }
+  return { families, tableSize, rules, iptables: await readIptablesFamilies(system, state.backend, families), mangleTables, sysctls };
 }

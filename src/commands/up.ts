@@ -6,6 +6,7 @@ import { hasRule } from "../rule.js";
 import type { State } from "../state.js";
 import { withLock, type Context } from "./context.js";
 import { removeAll } from "./down.js";
+import { planSysctlRestore } from "../plan/down.js";
 import { observeForUp } from "./observe-state.js";
 import { readRules } from "../observe.js";
 
@@ -29,10 +30,16 @@ export async function up(context: Context, device: string): Promise<void> {
     try {
       await applySteps(system, steps, log);
     } catch (error) {
-      log.error(`${(error as Error).message}`);
-      log.warn("up failed; removing what splitroute installed");
-      await removeAll(context, state);
-      throw new Error(`up for ${device} failed and was rolled back: ${(error as Error).message}`, { cause: error });
+      const reason = (error as Error).message;
+      log.error(reason);
+      try {
+        await rollBack(context, state, previous);
+      } catch (rollbackError) {
+        throw new Error(`up for ${device} failed: ${reason}\nrolling back also failed: ${(rollbackError as Error).message}`, {
+          cause: error,
+        });
+      }
+      throw new Error(`up for ${device} failed and was rolled back: ${reason}`, { cause: error });
     }
     log.info(
       `bypass active for ${state.tunnels.join(", ")}: ${state.routeCounts[4]} IPv4 and ${state.routeCounts[6]} IPv6 routes in table ` +
@@ -40,6 +47,34 @@ export async function up(context: Context, device: string): Promise<void> {
         `${state.backend} marking for ${state.bypass.map((bypass) => `${bypass.protocol}/${bypass.localPort}`).join(", ")}`,
     );
   });
+}
+
+/**
+ * Undoes a failed up. Without an earlier bypass, everything goes. With one,
+ * the sysctls this run changed are put back and the bypass is reinstalled for
+ * the tunnels that held it, so a failing second tunnel does not cost the first.
+ */
+async function rollBack(context: Context, state: State, previous: State | undefined): Promise<void> {
+  const { config, log, system, store } = context;
+  if (previous === undefined) {
+    log.warn("up failed; removing what splitroute installed");
+    await removeAll(context, state);
+    return;
+  }
+  log.warn(`up failed; restoring the bypass for ${previous.tunnels.join(", ")}`);
+  const added = state.sysctls.slice(previous.sysctls.length);
+  const current: Record<string, string | undefined> = {};
+  for (const change of added) {
+    current[change.key] = await system.readSysctl(change.key);
+  }
+  const warnings: string[] = [];
+  await applySteps(system, planSysctlRestore(added, current, warnings), log);
+  warnings.forEach((warning) => log.warn(warning));
+
+  const device = previous.tunnels[0]!;
+  const observed = await observeForUp(system, config, device, previous.backend, previous);
+  await applySteps(system, planUp({ config, device, backend: previous.backend, previous, observed }).steps, log);
+  await store.write(previous);
 }
 
 /**
@@ -70,7 +105,9 @@ async function usablePrevious(context: Context, backend: FirewallBackend): Promi
   const rule = { tableId: previous.table.id, priority: previous.priority, mark: previous.mark };
   if (!hasRule(await readRules(system, 4), rule)) {
     log.warn(`state file ${store.path} names tunnels ${previous.tunnels.join(", ")}, but their rule is gone; starting afresh`);
-    await removeAll(context, { ...previous, sysctls: [] });
+    // The sysctls stay in the record: planRemoval puts back only values
+    // that still equal what splitroute set.
+    await removeAll(context, previous);
     return undefined;
   }
   return previous;

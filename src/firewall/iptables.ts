@@ -23,6 +23,8 @@ export interface IptablesObserved {
   chains: string[];
   /** Our tagged jumps as `-A CHAIN ...` lines, exactly as iptables-save printed them. */
   jumps: string[];
+  /** Whether the table holds anything besides ours: other rules, chains, or a policy other than ACCEPT. */
+  foreign: boolean;
 }
 
 const JUMPS: ReadonlyArray<[builtin: string, chain: string]> = [
@@ -35,17 +37,30 @@ export function parseIptablesSave(text: string): IptablesObserved {
   const ours = new Set(JUMPS.map(([, chain]) => chain));
   const chains: string[] = [];
   const jumps: string[] = [];
+  let foreign = false;
   for (const line of text.split("\n")) {
-    const chain = /^:(\S+) /.exec(line)?.[1];
-    if (chain !== undefined && ours.has(chain)) {
-      chains.push(chain);
+    const declaration = /^:(\S+) (\S+)/.exec(line);
+    if (declaration !== null) {
+      const [, chain = "", policy] = declaration;
+      if (ours.has(chain)) {
+        chains.push(chain);
+      } else if (!BUILTIN_CHAINS.has(chain) || policy !== "ACCEPT") {
+        foreign = true;
+      }
     }
-    if (line.startsWith("-A ") && isTagged(line)) {
-      jumps.push(line.trim());
+    if (line.startsWith("-A ")) {
+      const chain = line.split(" ")[1] ?? "";
+      if (isTagged(line) && BUILTIN_CHAINS.has(chain)) {
+        jumps.push(line.trim());
+      } else if (!ours.has(chain)) {
+        foreign = true;
+      }
     }
   }
-  return { chains, jumps };
+  return { chains, jumps, foreign };
 }
+
+const BUILTIN_CHAINS = new Set(["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]);
 
 // iptables-save prints a comment without spaces unquoted and one with spaces
 // in double quotes; ours has none, so matching the bare token is exact.

@@ -11,7 +11,7 @@ import { createSelfSignedCertificate, type Certificate } from "./certificates.js
 import { deleteNamespace, newNamespacePrefix, runInNamespace } from "./namespaces.js";
 import { readLog, startOpenVpn, stopOpenVpn, type OpenVpnInstance } from "./openvpn.js";
 import { renderClientConfig, renderServerConfig, type ClientHooks } from "./openvpn-config.js";
-import { connectAndReadLine, startListener, writeProbeProgram, type ConnectResult } from "./probe.js";
+import { connectAndReadLine, ProbeSession, startListener, writeProbeProgram, type ConnectResult } from "./probe.js";
 import type { LabProcess } from "./processes.js";
 import { readNamespaceState } from "./state.js";
 import { addVpnServerNat, buildNetwork, LAB_ADDRESSES, namespaceNames, TUNNEL_NETWORK, type LabNames } from "./topology.js";
@@ -19,6 +19,7 @@ import { addVpnServerNat, buildNetwork, LAB_ADDRESSES, namespaceNames, TUNNEL_NE
 export { LAB_ADDRESSES, type LabNames } from "./topology.js";
 export type { ClientHooks } from "./openvpn-config.js";
 export type { ConnectResult } from "./probe.js";
+export { ProbeSession } from "./probe.js";
 
 export type AddressFamily = 4 | 6;
 
@@ -66,6 +67,8 @@ export interface Lab {
   probeInbound(family: AddressFamily): Promise<ConnectResult>;
   /** Returns whether the VPN server receives the banner from port 22 of the client's tunnel address. */
   connectThroughTunnel(family: AddressFamily): Promise<boolean>;
+  /** Opens an inbound connection like probeInbound and keeps it, to test a session that spans a change. */
+  openInboundSession(family: AddressFamily): Promise<ProbeSession>;
   /** Connects from the client to the remote host and returns the source address the remote host saw. */
   outboundSeenAs(family: AddressFamily): Promise<string>;
   /** Returns the tunnel address OpenVPN assigned to the client. Throws when the client is not connected. */
@@ -102,6 +105,7 @@ class NamespaceLab implements Lab {
   tempDir = "";
   private readonly createdNamespaces: string[] = [];
   private readonly processes = new Set<LabProcess>();
+  private readonly sessions = new Set<ProbeSession>();
   private probeProgram = "";
   private serverCertificate: Certificate | undefined;
   private clientCertificate: Certificate | undefined;
@@ -214,6 +218,21 @@ class NamespaceLab implements Lab {
     return this.connect(this.names.remote, LAB_ADDRESSES.client[key], SSH_PORT, LAB_ADDRESSES.remote[key]);
   }
 
+  async openInboundSession(family: AddressFamily): Promise<ProbeSession> {
+    this.assertUsable();
+    const key = familyKey(family);
+    const { session } = await ProbeSession.open({
+      namespace: this.names.remote,
+      programPath: this.probeProgram,
+      host: LAB_ADDRESSES.client[key],
+      port: SSH_PORT,
+      localAddress: LAB_ADDRESSES.remote[key],
+      timeoutMs: CONNECT_TIMEOUT_MS,
+    });
+    this.sessions.add(session);
+    return session;
+  }
+
   async connectThroughTunnel(family: AddressFamily): Promise<boolean> {
     const tunnelAddress = await this.clientTunnelAddress(family);
     const result = await this.connect(this.names.vpn, tunnelAddress, SSH_PORT);
@@ -259,6 +278,11 @@ class NamespaceLab implements Lab {
     this.client = undefined;
     this.server = undefined;
     const failures: Error[] = [];
+
+    for (const session of this.sessions) {
+      session.close();
+    }
+    this.sessions.clear();
 
     // Processes first, because a namespace lives on while a process is in it.
     // Newest first, so the OpenVPN client stops before its server. OpenVPN's

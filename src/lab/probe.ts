@@ -63,6 +63,29 @@ function connect(timeoutMs, localAddress) {
   });
 }
 
+// Keeps one connection open, so a test can check that a session opened
+// before a change still carries data after it.
+function session(timeoutMs, localAddress) {
+  let received = "";
+  const socket = net.connect({ host, port, localAddress });
+  const timer = setTimeout(() => fail("timed out after " + timeoutMs + " ms"), timeoutMs);
+  socket.setEncoding("utf8");
+  socket.on("connect", () => clearTimeout(timer));
+  socket.on("data", (chunk) => {
+    received += chunk;
+    let end;
+    while ((end = received.indexOf("\n")) !== -1) {
+      process.stdout.write(received.slice(0, end).replace(/\r$/, "") + "\n");
+      received = received.slice(end + 1);
+    }
+  });
+  socket.on("error", (error) => fail(error.message));
+  socket.on("close", () => process.exit(0));
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (chunk) => socket.write(chunk));
+  process.stdin.on("end", () => socket.end());
+}
+
 if (mode === "listen-banner") {
   const banner = rest[0];
   listen((socket) => {
@@ -71,6 +94,8 @@ if (mode === "listen-banner") {
   });
 } else if (mode === "listen-peer") {
   listen((socket) => socket.end(unmapAddress(socket.remoteAddress) + "\n"));
+} else if (mode === "session") {
+  session(Number(rest[0]), rest[1] || undefined);
 } else if (mode === "connect") {
   connect(Number(rest[0]), rest[1] || undefined);
 } else {
@@ -193,4 +218,72 @@ function describeProbeFailure(result: { timedOut: boolean; stderr: string; signa
     return result.stderr.trim();
   }
   return result.signal === undefined ? `probe exited with code ${result.exitCode}` : `probe was killed by ${result.signal}`;
+}
+
+/** A connection held open by a probe process: lines written are echoed by the client's listener. */
+export class ProbeSession {
+  private output = "";
+  private readonly waiters = new Set<() => void>();
+
+  private constructor(private readonly child: ReturnType<typeof execa>) {
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (chunk: string) => {
+      this.output += chunk;
+      for (const wake of this.waiters) {
+        wake();
+      }
+    });
+  }
+
+  /** Opens the session and waits for the first line (the banner); throws when none arrives in `timeoutMs`. */
+  static async open(options: ConnectOptions): Promise<{ session: ProbeSession; banner: string }> {
+    const args = ["session", options.host, String(options.port), String(options.timeoutMs)];
+    if (options.localAddress !== undefined) {
+      args.push(options.localAddress);
+    }
+    const [file, ...rest] = inNamespace(options.namespace, [process.execPath, options.programPath, ...args]);
+    const child = execa(file, rest, { reject: false, stdin: "pipe", cleanup: true });
+    const session = new ProbeSession(child);
+    const banner = await session.nextLine(options.timeoutMs + PROBE_START_ALLOWANCE_MS);
+    if (banner === undefined) {
+      session.close();
+      const result = await child;
+      throw new Error(`opening a session to ${options.host} port ${options.port} failed: ${String(result.stderr).trim() || "no banner"}`);
+    }
+    return { session, banner };
+  }
+
+  /** Sends `line` and returns the line that comes back, or undefined if none arrives within `timeoutMs`. */
+  async exchange(line: string, timeoutMs: number): Promise<string | undefined> {
+    this.child.stdin?.write(`${line}\n`);
+    return this.nextLine(timeoutMs);
+  }
+
+  /** Ends the connection and the probe process. */
+  close(): void {
+    this.child.stdin?.end();
+    this.child.kill("SIGTERM");
+  }
+
+  private async nextLine(timeoutMs: number): Promise<string | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.output.includes("\n")) {
+      const left = deadline - Date.now();
+      if (left <= 0 || this.child.exitCode !== null) {
+        return undefined;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 100));
+        this.waiters.add(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      this.waiters.clear();
+    }
+    const end = this.output.indexOf("\n");
+    const line = this.output.slice(0, end);
+    this.output = this.output.slice(end + 1);
+    return line;
+  }
 }

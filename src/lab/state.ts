@@ -19,6 +19,8 @@ const SECTIONS: readonly Section[] = [
   // legacy backend may create a missing table just to list it.
   { title: "iptables-save", argv: ["iptables-save"], normalize: normalizeIptablesSave },
   { title: "ip6tables-save", argv: ["ip6tables-save"], normalize: normalizeIptablesSave },
+  { title: "iptables-legacy-save", argv: ["iptables-legacy-save"], normalize: normalizeLegacySave },
+  { title: "ip6tables-legacy-save", argv: ["ip6tables-legacy-save"], normalize: normalizeLegacySave },
   {
     title: "sysctl net.ipv4.conf.*.{rp_filter,src_valid_mark}",
     argv: ["sysctl", "-a", "--pattern", String.raw`^net\.ipv4\.conf\.[^.]+\.(rp_filter|src_valid_mark)$`],
@@ -43,4 +45,24 @@ export function normalizeIptablesSave(output: string): string {
     .filter((line) => !line.startsWith("#"))
     .map((line) => line.replace(/ \[\d+:\d+\]$/, ""))
     .join("\n");
+}
+
+/**
+ * Like normalizeIptablesSave, and also drops legacy tables that hold only the
+ * built-in chains with ACCEPT policies and no rules. A legacy table comes into
+ * being in a namespace when first used (even by iptables-legacy-save -t) and
+ * the kernel offers no way to remove it, while an empty one filters nothing.
+ */
+export function normalizeLegacySave(output: string): string {
+  const blocks = normalizeIptablesSave(output).split(/(?=^\*)/m);
+  return blocks.filter((block) => !isEmptyTable(block)).join("");
+}
+
+function isEmptyTable(block: string): boolean {
+  const lines = block.split("\n").filter((line) => line !== "");
+  if (!lines[0]?.startsWith("*")) {
+    return false;
+  }
+  const builtin = /^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT$/;
+  return lines.slice(1).every((line) => line === "COMMIT" || builtin.test(line));
 }

@@ -1,6 +1,7 @@
 import type { FirewallBackend } from "../firewall/backend.js";
 import { hasRule, ruleSelector, type ObservedRule } from "../rule.js";
 import type { Family } from "../snapshot/route.js";
+import type { SysctlChange } from "../rpfilter.js";
 import type { State } from "../state.js";
 import { planFirewallApply, planFirewallRemove, type IptablesByFamily } from "./firewall.js";
 import type { Step } from "./step.js";
@@ -12,6 +13,8 @@ export interface DownObserved {
   tableSize: Record<Family, number>;
   rules: Record<Family, ObservedRule[]>;
   iptables: IptablesByFamily;
+  /** Families whose nftables `mangle` table exists; only read when the state says iptables-nft created it. */
+  mangleTables: Family[];
   /** Current values of the sysctls the state says we changed. */
   sysctls: Record<string, string | undefined>;
 }
@@ -66,18 +69,36 @@ export function planRemoval(state: State, observed: DownObserved): DownPlan {
     }
   }
 
-  steps.push(...planFirewallRemove(state.backend, families(state, observed), observed.iptables));
+  steps.push(...planFirewallRemove(
+      state.backend,
+      families(state, observed),
+      observed.iptables,
+      (state.createdMangleTables ?? []).filter((family) => observed.mangleTables.includes(family)),
+    ));
 
-  for (const change of state.sysctls) {
-    const current = observed.sysctls[change.key];
-    if (current === change.value) {
+  steps.push(...planSysctlRestore(state.sysctls, observed.sysctls, warnings));
+  return { steps, remaining: undefined, warnings };
+}
+
+/**
+ * Plans putting back the earlier values of sysctls we changed. A value that
+ * is no longer the one we set was changed by someone else since, and stays.
+ */
+export function planSysctlRestore(
+  changes: readonly SysctlChange[],
+  current: Record<string, string | undefined>,
+  warnings: string[],
+): Step[] {
+  const steps: Step[] = [];
+  for (const change of changes) {
+    const now = current[change.key];
+    if (now === change.value) {
       steps.push({ kind: "sysctl", summary: `restoring ${change.key}`, key: change.key, value: change.previous });
-    } else if (current !== undefined && current !== change.previous) {
-      // Someone changed it after us; their value wins.
-      warnings.push(`${change.key} is ${current}, not the ${change.value} splitroute set; leaving it as it is`);
+    } else if (now !== undefined && now !== change.previous) {
+      warnings.push(`${change.key} is ${now}, not the ${change.value} splitroute set; leaving it as it is`);
     }
   }
-  return { steps, remaining: undefined, warnings };
+  return steps;
 }
 
 // IPv6 may have been switched off since up; commands for it would only fail.

@@ -19,6 +19,8 @@ export interface UpObserved {
   rules: Record<Family, ObservedRule[]>;
   iptables: IptablesByFamily;
   uplinks: UplinkSysctls[];
+  /** Families whose nftables `mangle` table is absent, so iptables-nft will create it. */
+  absentMangleTables: Family[];
 }
 
 export interface UpInput {
@@ -105,6 +107,7 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     families: observed.families,
     sysctls: [...(previous?.sysctls ?? []), ...newSysctls],
     routeCounts: { 4: routes[4].length, 6: routes[6].length },
+    createdMangleTables: previous?.createdMangleTables ?? observed.absentMangleTables,
     configSource: config.source,
   };
   return { steps, state };
