@@ -4,6 +4,7 @@ import { join } from "node:path";
 
 import type { Bypass } from "./config/types.js";
 import type { FirewallBackend } from "./firewall/backend.js";
+import type { CreatedMangleObjects } from "./firewall/iptables-nft.js";
 import { STATE_DIR } from "./owner.js";
 import type { SysctlChange } from "./rpfilter.js";
 
@@ -22,8 +23,8 @@ export interface State {
   /** Sysctls we changed and their earlier values, restored on down. */
   sysctls: SysctlChange[];
   routeCounts: { 4: number; 6: number };
-  /** Families whose nftables `mangle` table iptables-nft created for us (it did not exist before up). */
-  createdMangleTables?: Array<4 | 6>;
+  /** nftables objects that iptables-nft created for our rules, deleted again on down. */
+  createdMangle?: CreatedMangleObjects[];
   /** Where the configuration came from, for status output. */
   configSource: string;
 }

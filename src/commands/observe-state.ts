@@ -1,5 +1,6 @@
 import { FAMILIES, hasIpv6, readIptables, readRules, readTable, readUplinkSysctls } from "../observe.js";
 import type { FirewallBackend } from "../firewall/backend.js";
+import { missingMangleObjects, parseNftChains, type CreatedMangleObjects } from "../firewall/iptables-nft.js";
 import type { IptablesByFamily } from "../plan/firewall.js";
 import type { DownObserved } from "../plan/down.js";
 import { snapshotRoutes, tunnelsAfterUp, uplinkDevices, type UpObserved } from "../plan/up.js";
@@ -46,15 +47,16 @@ export async function observeForUp(
     rules,
     iptables: await readIptablesFamilies(system, backend, families),
     uplinks: await readUplinkSysctls(system, uplinkDevices(routes[4])),
-    absentMangleTables: await absentMangleTables(system, backend, families),
+    missingMangle: previous === undefined ? await readMissingMangle(system, backend, families) : [],
   };
 }
 
 /**
- * Lists the families whose nftables `mangle` table does not exist yet, when
- * the backend is an iptables that works on nftables (and so will create it).
+ * Returns what iptables-nft will create in nftables for our rules: the
+ * `mangle` table or its base chains, where missing. Other backends create
+ * nothing there.
  */
-async function absentMangleTables(system: System, backend: FirewallBackend, families: readonly Family[]): Promise<Family[]> {
+async function readMissingMangle(system: System, backend: FirewallBackend, families: readonly Family[]): Promise<CreatedMangleObjects[]> {
   if (backend === "nftables" || backend === "iptables-legacy" || !system.hasTool("nft")) {
     return [];
   }
@@ -64,14 +66,17 @@ async function absentMangleTables(system: System, backend: FirewallBackend, fami
       return [];
     }
   }
-  const absent: Family[] = [];
+  const missing: CreatedMangleObjects[] = [];
   for (const family of families) {
-    const result = await system.run(["nft", "list", "table", family === 4 ? "ip" : "ip6", "mangle"]);
-    if (result.exitCode !== 0) {
-      absent.push(family);
-    }
+    missing.push(missingMangleObjects(family, await readMangleChains(system, family)));
   }
-  return absent;
+  return missing;
+}
+
+/** Returns the chains of nftables' `ip`/`ip6` mangle table, or undefined when it does not exist. */
+async function readMangleChains(system: System, family: Family): Promise<string[] | undefined> {
+  const result = await system.run(["nft", "list", "table", family === 4 ? "ip" : "ip6", "mangle"]);
+  return result.exitCode === 0 ? parseNftChains(result.stdout) : undefined;
 }
 
 /** Reads what planDown and planRemoval need for `state`. */
@@ -87,11 +92,9 @@ export async function observeForDown(system: System, state: State): Promise<Down
   for (const change of state.sysctls) {
     sysctls[change.key] = await system.readSysctl(change.key);
   }
-  const mangleTables: Family[] = [];
-  for (const family of state.createdMangleTables ?? []) {
-    if ((await system.run(["nft", "list", "table", family === 4 ? "ip" : "ip6", "mangle"])).exitCode === 0) {
-      mangleTables.push(family);
-    }
+  const mangleChains: DownObserved["mangleChains"] = {};
+  for (const entry of state.createdMangle ?? []) {
+    mangleChains[entry.family] = await readMangleChains(system, entry.family);
   }
-  return { families, tableSize, rules, iptables: await readIptablesFamilies(system, state.backend, families), mangleTables, sysctls };
+  return { families, tableSize, rules, iptables: await readIptablesFamilies(system, state.backend, families), mangleChains, sysctls };
 }

@@ -23,8 +23,8 @@ export interface IptablesObserved {
   chains: string[];
   /** Our tagged jumps as `-A CHAIN ...` lines, exactly as iptables-save printed them. */
   jumps: string[];
-  /** Whether the table holds anything besides ours: other rules, chains, or a policy other than ACCEPT. */
-  foreign: boolean;
+  /** Chains that hold something besides ours: other rules, a policy other than ACCEPT, or other user chains. */
+  busyChains: string[];
 }
 
 const JUMPS: ReadonlyArray<[builtin: string, chain: string]> = [
@@ -37,7 +37,7 @@ export function parseIptablesSave(text: string): IptablesObserved {
   const ours = new Set(JUMPS.map(([, chain]) => chain));
   const chains: string[] = [];
   const jumps: string[] = [];
-  let foreign = false;
+  const busy = new Set<string>();
   for (const line of text.split("\n")) {
     const declaration = /^:(\S+) (\S+)/.exec(line);
     if (declaration !== null) {
@@ -45,7 +45,7 @@ export function parseIptablesSave(text: string): IptablesObserved {
       if (ours.has(chain)) {
         chains.push(chain);
       } else if (!BUILTIN_CHAINS.has(chain) || policy !== "ACCEPT") {
-        foreign = true;
+        busy.add(chain);
       }
     }
     if (line.startsWith("-A ")) {
@@ -53,11 +53,11 @@ export function parseIptablesSave(text: string): IptablesObserved {
       if (isTagged(line) && BUILTIN_CHAINS.has(chain)) {
         jumps.push(line.trim());
       } else if (!ours.has(chain)) {
-        foreign = true;
+        busy.add(chain);
       }
     }
   }
-  return { chains, jumps, foreign };
+  return { chains, jumps, busyChains: [...busy].sort() };
 }
 
 const BUILTIN_CHAINS = new Set(["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]);

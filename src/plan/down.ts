@@ -1,4 +1,5 @@
 import type { FirewallBackend } from "../firewall/backend.js";
+import { planMangleCleanup } from "../firewall/iptables-nft.js";
 import { hasRule, ruleSelector, type ObservedRule } from "../rule.js";
 import type { Family } from "../snapshot/route.js";
 import type { SysctlChange } from "../rpfilter.js";
@@ -13,8 +14,8 @@ export interface DownObserved {
   tableSize: Record<Family, number>;
   rules: Record<Family, ObservedRule[]>;
   iptables: IptablesByFamily;
-  /** Families whose nftables `mangle` table exists; only read when the state says iptables-nft created it. */
-  mangleTables: Family[];
+  /** Chains of each family's nftables `mangle` table; only read when the state says iptables-nft created some. */
+  mangleChains: Partial<Record<Family, string[]>>;
   /** Current values of the sysctls the state says we changed. */
   sysctls: Record<string, string | undefined>;
 }
@@ -69,12 +70,8 @@ export function planRemoval(state: State, observed: DownObserved): DownPlan {
     }
   }
 
-  steps.push(...planFirewallRemove(
-      state.backend,
-      families(state, observed),
-      observed.iptables,
-      (state.createdMangleTables ?? []).filter((family) => observed.mangleTables.includes(family)),
-    ));
+  steps.push(...planFirewallRemove(state.backend, families(state, observed), observed.iptables));
+  steps.push(...planMangleCleanup(state.createdMangle ?? [], observed.mangleChains, observed.iptables));
 
   steps.push(...planSysctlRestore(state.sysctls, observed.sysctls, warnings));
   return { steps, remaining: undefined, warnings };

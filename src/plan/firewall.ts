@@ -8,7 +8,7 @@ import type { Step } from "./step.js";
 /** What the planners need to know of our iptables objects, per family; unused with nftables. */
 export type IptablesByFamily = Partial<Record<Family, IptablesObserved>>;
 
-const NOTHING_OBSERVED: IptablesObserved = { chains: [], jumps: [], foreign: false };
+const NOTHING_OBSERVED: IptablesObserved = { chains: [], jumps: [], busyChains: [] };
 
 /** Plans the firewall steps that install (or replace) our marking. */
 export function planFirewallApply(
@@ -28,17 +28,8 @@ export function planFirewallApply(
   }));
 }
 
-/**
- * Plans the firewall steps that remove everything of ours that was observed.
- * iptables-nft creates the nftables table `ip mangle` (or `ip6 mangle`) on
- * first use; when our up created it and nothing else uses it, it goes too.
- */
-export function planFirewallRemove(
-  backend: FirewallBackend,
-  families: readonly Family[],
-  observed: IptablesByFamily,
-  createdTables: readonly Family[] = [],
-): Step[] {
+/** Plans the firewall steps that remove everything of ours that was observed. */
+export function planFirewallRemove(backend: FirewallBackend, families: readonly Family[], observed: IptablesByFamily): Step[] {
   if (backend === "nftables") {
     return [{ kind: "run", summary: "removing nftables marking", argv: ["nft", "-f", "-"], input: nftRemoveScript() }];
   }
@@ -51,14 +42,6 @@ export function planFirewallRemove(
         summary: `removing IPv${family} iptables marking`,
         argv: [iptablesTools(backend, family).restore, "--noflush"],
         input,
-      });
-    }
-    if (createdTables.includes(family) && observed[family] !== undefined && !observed[family].foreign) {
-      const table = family === 4 ? "ip" : "ip6";
-      steps.push({
-        kind: "run",
-        summary: `removing the empty ${table} mangle table that iptables-nft created for splitroute`,
-        argv: ["nft", "delete", "table", table, "mangle"],
       });
     }
   }

@@ -1,6 +1,7 @@
 import type { Config } from "../config/types.js";
 import { ConfigError } from "../errors.js";
 import type { FirewallBackend } from "../firewall/backend.js";
+import type { CreatedMangleObjects } from "../firewall/iptables-nft.js";
 import { planSrcValidMark, type UplinkSysctls } from "../rpfilter.js";
 import { hasRule, ruleSelector, type ObservedRule } from "../rule.js";
 import { routeAddArgs, routeDevices } from "../snapshot/render.js";
@@ -19,8 +20,8 @@ export interface UpObserved {
   rules: Record<Family, ObservedRule[]>;
   iptables: IptablesByFamily;
   uplinks: UplinkSysctls[];
-  /** Families whose nftables `mangle` table is absent, so iptables-nft will create it. */
-  absentMangleTables: Family[];
+  /** What iptables-nft will create in nftables for our rules; empty for other backends. */
+  missingMangle: CreatedMangleObjects[];
 }
 
 export interface UpInput {
@@ -107,7 +108,7 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     families: observed.families,
     sysctls: [...(previous?.sysctls ?? []), ...newSysctls],
     routeCounts: { 4: routes[4].length, 6: routes[6].length },
-    createdMangleTables: previous?.createdMangleTables ?? observed.absentMangleTables,
+    createdMangle: previous?.createdMangle ?? observed.missingMangle,
     configSource: config.source,
   };
   return { steps, state };

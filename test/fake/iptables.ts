@@ -109,7 +109,9 @@ export class FakeIptables {
       throw new ToolFailure(1, `Error: No such file or directory\n${args.join(" ")}\n`);
     }
     if (args[0] === "list") {
-      return succeed(`table ${args[2]} mangle {\n}\n`);
+      // NOTE: the fake's table always shows both base chains that splitroute
+      // uses; real iptables-nft creates each chain only when a rule needs it.
+      return succeed(`table ${args[2]} mangle {\n\tchain PREROUTING {\n\t}\n\tchain OUTPUT {\n\t}\n}\n`);
     }
     if (args[0] === "delete") {
       this.nftTables.delete(base);
