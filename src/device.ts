@@ -1,9 +1,9 @@
 import { ConfigError } from "./errors.js";
 
 // Linux limits interface names to 15 bytes. We accept the characters that
-// tunnel names use in practice and nothing a shell, ip -batch or nft string
-// could read as syntax; "." and ".." are not names. A trailing "+" is
-// rejected because iptables reads `-i tun+` as every name starting with tun.
+// tunnel names use in practice and nothing that a shell, ip -batch or an nft
+// string could read as syntax. "." and ".." are not names, and a trailing "+"
+// is rejected because iptables reads `-i tun+` as every name starting with tun.
 const DEVICE_NAME = /^[A-Za-z0-9_.@:+-]{1,15}$/;
 
 /** Checks a tunnel device name taken from `origin` (an option, the environment or an argument). */

@@ -1,5 +1,5 @@
 // Error types whose messages reach the administrator as the last line of a
-// failed hook, so each says what failed, on which value, and what to do.
+// failed hook, so each names what failed, on which value, and what to do.
 
 /** A configuration or input value that is invalid; nothing has been changed. */
 export class ConfigError extends Error {

@@ -1,8 +1,8 @@
 import { createServer, type Server } from "node:net";
 
-// Hook runs are serialized with an abstract Unix socket: only one process in
+// Hook runs are serialized with an abstract Unix socket. Only one process in
 // a network namespace can listen on a given abstract name, and the kernel
-// frees the name when that process exits, even after SIGKILL, so a killed
+// frees the name when that process exits, even after SIGKILL. So a killed
 // holder can never wedge later runs. Abstract names belong to the network
 // namespace, which matches the scope of everything the lock protects.
 const LOCK_NAME = "\0splitroute.lock";

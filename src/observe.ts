@@ -11,7 +11,7 @@ import type { System } from "./system/system.js";
 
 export const FAMILIES: readonly Family[] = [4, 6];
 
-/** Whether the kernel has IPv6 in this namespace; without it every `ip -6` command fails. */
+/** Returns whether IPv6 is enabled in this namespace, because without it every `ip -6` command fails. */
 export async function hasIpv6(system: System): Promise<boolean> {
   return (await system.readSysctl("net.ipv6.conf.all.disable_ipv6")) === "0";
 }
@@ -20,8 +20,8 @@ export async function hasIpv6(system: System): Promise<boolean> {
 export async function readTable(system: System, family: Family, table: string | number): Promise<Route[]> {
   const argv = ["ip", `-${family}`, "-d", "-N", "-j", "route", "show", "table", String(table)];
   const result = await system.run(argv);
-  // The kernel answers a dump of a table that has never held a route with
-  // "FIB table does not exist"; for us that is an empty table.
+  // Dumping a table that has never held a route fails with "FIB table does
+  // not exist". For us that is an empty table.
   if (result.exitCode !== 0 && /FIB table does not exist/.test(result.stderr)) {
     return [];
   }

@@ -32,7 +32,7 @@ export function hasRule(rules: readonly ObservedRule[], rule: RuleSpec): boolean
 }
 
 // A rule is ours when priority, mark, mask and table all match and it has no
-// other selector; anything else at our priority belongs to someone else.
+// other selector. Anything else at our priority belongs to someone else.
 function isOurRule(entry: ObservedRule, rule: RuleSpec): boolean {
   const known = new Set(["priority", "src", "fwmark", "fwmask", "table"]);
   return (

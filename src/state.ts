@@ -25,7 +25,7 @@ export interface State {
   routeCounts: { 4: number; 6: number };
   /** nftables objects that iptables-nft created for our rules, deleted again on down. */
   createdMangle?: CreatedMangleObjects[];
-  /** Where the configuration came from, for status output. */
+  /** The configuration file used (or "built-in defaults"), for status output. */
   configSource: string;
 }
 

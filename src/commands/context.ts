@@ -3,7 +3,7 @@ import type { Logger } from "../log.js";
 import type { StateStore } from "../state.js";
 import type { System } from "../system/system.js";
 
-/** What every command works with; tests pass a fake system and a memory store. */
+/** The dependencies of every command. Tests pass a fake system and a memory store. */
 export interface Context {
   system: System;
   config: Config;

@@ -5,7 +5,7 @@ import type { State } from "../state.js";
 import type { Context } from "./context.js";
 import { observeForDown } from "./observe-state.js";
 
-/** What status reports: the record, and whether the live system still matches it. */
+/** The status report: the record, and whether the live system still matches it. */
 export interface StatusReport {
   installed: boolean;
   stateFile: string;

@@ -99,9 +99,9 @@ async function usablePrevious(context: Context, backend: FirewallBackend): Promi
     return undefined;
   }
 
-  // A state file whose rule and table are both gone describes a namespace
-  // that no longer exists (its inode number was reused) or a reboot-less
-  // manual flush; nothing of it is installed here.
+  // A state file whose rule is gone describes a namespace that no longer
+  // exists (its inode number was reused), or someone removed the rule by hand.
+  // Either way the bypass no longer works, so it is rebuilt from scratch.
   const rule = { tableId: previous.table.id, priority: previous.priority, mark: previous.mark };
   if (!hasRule(await readRules(system, 4), rule)) {
     log.warn(`state file ${store.path} names tunnels ${previous.tunnels.join(", ")}, but their rule is gone; starting afresh`);

@@ -1,6 +1,7 @@
 import { z } from "zod";
 
 import { ConfigError } from "../errors.js";
+import { hex } from "../firewall/marking.js";
 import { RESERVED_TABLE_IDS, WG_QUICK_FIRST_TABLE, WG_QUICK_MARK } from "../owner.js";
 import { BACKENDS, PROTOCOLS, type Bypass, type Config } from "./types.js";
 
@@ -22,7 +23,7 @@ const decimal = (min: number, max: number) =>
 
 // Interface names are at most 15 bytes (IFNAMSIZ - 1). The character set is
 // what iproute2 accepts in practice, minus anything a shell or ip -batch
-// would split on; `*` is allowed here because exclude entries are globs.
+// would split on. `*` is allowed here because exclude entries are globs.
 export const INTERFACE_GLOB = /^[A-Za-z0-9_.@:+*-]{1,15}$/;
 
 interface KeySpec {
@@ -208,8 +209,4 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 function camelCase(key: string): string {
   return key.replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase());
-}
-
-export function hex(value: number): string {
-  return `0x${value.toString(16)}`;
 }

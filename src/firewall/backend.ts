@@ -7,7 +7,7 @@ export type FirewallBackend = "nftables" | IptablesVariant;
 /**
  * Resolves `auto` to a backend that works here: nftables when nft runs,
  * otherwise whichever iptables is installed. An explicit choice must be
- * usable, or the error says which tool is missing.
+ * usable, or the error names the missing tool.
  */
 export async function chooseBackend(choice: BackendChoice, system: System): Promise<FirewallBackend> {
   if (choice === "auto") {

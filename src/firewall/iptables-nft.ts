@@ -11,7 +11,7 @@ import type { IptablesObserved } from "./iptables.js";
 /** The built-in chains our jumps live in. */
 const OUR_BASE_CHAINS = ["PREROUTING", "OUTPUT"] as const;
 
-/** What of one family's `mangle` table did not exist before our first up. */
+/** The parts of one family's `mangle` table that did not exist before our first up. */
 export interface CreatedMangleObjects {
   family: Family;
   /** The whole table was missing. */
@@ -35,7 +35,7 @@ export function missingMangleObjects(family: Family, existing: readonly string[]
 
 /**
  * Plans deleting the table or base chains our up created, once our rules are
- * gone, unless other rules now live there. `existing` holds the chains of each
+ * gone, unless other rules now live there. `existing` lists the chains of each
  * family's table now (undefined when the table is gone already).
  */
 export function planMangleCleanup(

@@ -18,7 +18,7 @@ export function iptablesTools(variant: IptablesVariant, family: 4 | 6): Iptables
   return { save: `${base}-save`, restore: `${base}-restore` };
 }
 
-/** What `iptables-save -t mangle` shows of ours. */
+/** Our chains and jumps as `iptables-save -t mangle` shows them, and the chains others use. */
 export interface IptablesObserved {
   chains: string[];
   /** Our tagged jumps as `-A CHAIN ...` lines, exactly as iptables-save printed them. */

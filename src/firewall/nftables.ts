@@ -1,7 +1,7 @@
 import { NFT_TABLE } from "../owner.js";
 import { hex, invert, type MarkingSpec } from "./marking.js";
 
-// One `inet` table of our own holds everything, so it covers IPv4 and IPv6
+// One `inet` table of our own contains everything, so it covers IPv4 and IPv6
 // and removal is a single `delete table`. Priority mangle (-150) runs before
 // the routing decision, and the output chain is of type `route` so that the
 // kernel routes a locally generated packet again after we change its mark.

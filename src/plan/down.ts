@@ -14,9 +14,9 @@ export interface DownObserved {
   tableSize: Record<Family, number>;
   rules: Record<Family, ObservedRule[]>;
   iptables: IptablesByFamily;
-  /** Chains of each family's nftables `mangle` table; only read when the state says iptables-nft created some. */
+  /** Chains of each family's nftables `mangle` table, read only when the state records that iptables-nft created some. */
   mangleChains: Partial<Record<Family, string[]>>;
-  /** Current values of the sysctls the state says we changed. */
+  /** Current values of the sysctls that the state records as changed by us. */
   sysctls: Record<string, string | undefined>;
 }
 

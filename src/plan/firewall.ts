@@ -5,7 +5,7 @@ import { nftRemoveScript, nftReplaceScript } from "../firewall/nftables.js";
 import type { Family } from "../snapshot/route.js";
 import type { Step } from "./step.js";
 
-/** What the planners need to know of our iptables objects, per family; unused with nftables. */
+/** Our observed iptables objects per family, for the planners (empty with nftables). */
 export type IptablesByFamily = Partial<Record<Family, IptablesObserved>>;
 
 const NOTHING_OBSERVED: IptablesObserved = { chains: [], jumps: [], busyChains: [] };

@@ -1,5 +1,5 @@
-// A plan is a list of steps: data that says exactly what will run. Planners
-// build them without touching the system; only the applier executes them.
+// A plan is a list of steps, data that names exactly what will run. Planners
+// build them without touching the system, and only the applier executes them.
 
 /** Runs a tool; argv[0] is the tool name, `input` goes to its stdin. */
 export interface RunStep {

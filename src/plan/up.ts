@@ -20,7 +20,7 @@ export interface UpObserved {
   rules: Record<Family, ObservedRule[]>;
   iptables: IptablesByFamily;
   uplinks: UplinkSysctls[];
-  /** What iptables-nft will create in nftables for our rules; empty for other backends. */
+  /** The nftables objects iptables-nft will create for our rules (none for other backends). */
   missingMangle: CreatedMangleObjects[];
 }
 
@@ -119,7 +119,7 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
 function checkTableIsOurs(config: Config, family: Family, current: readonly Route[], previous: State | undefined): void {
   if (current.length > 0 && previous === undefined) {
     throw new ConfigError(
-      `table ${config.table.id} already holds ${current.length} IPv${family} route(s) that splitroute did not install; ` +
+      `table ${config.table.id} already contains ${current.length} IPv${family} route(s) that splitroute did not install; ` +
         `set table.id in ${config.source} to an unused table (see: ip -${family} route show table all)`,
     );
   }

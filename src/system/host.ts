@@ -51,17 +51,6 @@ export class HostSystem implements System {
     await writeFile(sysctlPath(key), value);
   }
 
-  async listInterfaces(): Promise<string[]> {
-    // /sys/class/net shows the interfaces of the namespace /sys was mounted
-    // in; `ip netns exec` remounts it, but a plain `nsenter` does not, so ask
-    // the kernel through /proc/net/dev, which follows the caller's namespace.
-    const text = await readFile("/proc/net/dev", "utf8");
-    return text
-      .split("\n")
-      .slice(2)
-      .map((line) => line.split(":")[0]!.trim())
-      .filter(Boolean);
-  }
 
   private resolve(tool: string): string | undefined {
     if (!this.paths.has(tool)) {

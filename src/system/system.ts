@@ -18,6 +18,4 @@ export interface System {
   /** Reads a sysctl such as "net.ipv4.conf.eth0.rp_filter"; undefined if it does not exist. */
   readSysctl(key: string): Promise<string | undefined>;
   writeSysctl(key: string, value: string): Promise<void>;
-  /** Lists the network interfaces of this namespace. */
-  listInterfaces(): Promise<string[]>;
 }

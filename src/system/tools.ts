@@ -5,28 +5,6 @@ import { join } from "node:path";
 // is looked up in the usual system folders first, then in PATH if one is set.
 const SYSTEM_DIRS = ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"];
 
-export type Tool =
-  | "ip"
-  | "nft"
-  | "iptables"
-  | "ip6tables"
-  | "iptables-restore"
-  | "ip6tables-restore"
-  | "iptables-save"
-  | "ip6tables-save"
-  | "iptables-legacy"
-  | "ip6tables-legacy"
-  | "iptables-legacy-restore"
-  | "ip6tables-legacy-restore"
-  | "iptables-legacy-save"
-  | "ip6tables-legacy-save"
-  | "iptables-nft"
-  | "ip6tables-nft"
-  | "iptables-nft-restore"
-  | "ip6tables-nft-restore"
-  | "iptables-nft-save"
-  | "ip6tables-nft-save";
-
 /** Returns the absolute path of `tool`, or undefined when it is not installed. */
 export function findTool(tool: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const dirs = [...SYSTEM_DIRS, ...(env.PATH ?? "").split(":").filter((dir) => dir.startsWith("/"))];

@@ -123,9 +123,6 @@ export class FakeSystem implements System {
     this.sysctls.set(key, value);
   }
 
-  async listInterfaces(): Promise<string[]> {
-    return [...this.interfaces];
-  }
 
   /** Renders the whole state as sorted text, so that two states compare as strings. */
   render(): string {

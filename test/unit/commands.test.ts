@@ -431,7 +431,7 @@ describe.each(BACKENDS)("up and down with %s", (backend) => {
 
     const failure = await up(context, "tun0").catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(ConfigError);
-    expect((failure as Error).message).toContain("table 2 already holds 1 IPv4 route(s) that splitroute did not install");
+    expect((failure as Error).message).toContain("table 2 already contains 1 IPv4 route(s) that splitroute did not install");
     expect((failure as Error).message).toContain("/etc/splitroute/test.conf");
     expect(changingCommands(system)).toEqual([]);
     expect(system.render()).toBe(before);

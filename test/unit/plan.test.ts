@@ -300,7 +300,7 @@ describe("planUp", () => {
     const observed = await observeForUp(system, config, "tun0", "nftables", undefined);
     expect(() => planUp({ config, device: "tun0", backend: "nftables", previous: undefined, observed })).toThrow(ConfigError);
     expect(() => planUp({ config, device: "tun0", backend: "nftables", previous: undefined, observed })).toThrow(
-      "table 2 already holds 1 IPv6 route(s) that splitroute did not install",
+      "table 2 already contains 1 IPv6 route(s) that splitroute did not install",
     );
   });
 
