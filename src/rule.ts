@@ -1,4 +1,6 @@
+import { ConfigError } from "./errors.js";
 import { hex } from "./firewall/marking.js";
+import { WG_QUICK_FIRST_TABLE } from "./owner.js";
 
 /** Our policy rule: packets carrying the mark look up the bypass table. */
 export interface RuleSpec {
@@ -43,4 +45,32 @@ function isOurRule(entry: ObservedRule, rule: RuleSpec): boolean {
     entry.table === String(rule.tableId) &&
     Object.keys(entry).every((field) => known.has(field))
   );
+}
+
+// wg-quick adds its rules without a priority, and the kernel then places a
+// new rule just before the first non-local rule. So when our rule exists
+// first, wg-quick's land right before it and would send marked replies into
+// the WireGuard tunnel: `not fwmark 51820 lookup 51820` takes everything that
+// is not WireGuard's own traffic.
+function isWgQuickRule(entry: ObservedRule): boolean {
+  return Number(entry.table) >= WG_QUICK_FIRST_TABLE || "suppress_prefixlength" in entry;
+}
+
+/**
+ * Returns the priority our rule must have to come before wg-quick's rules:
+ * the configured one, or one below the lowest wg-quick rule that sits at or
+ * below it. Throws when no priority is left below wg-quick's rules.
+ */
+export function chooseRulePriority(configured: number, rules: readonly ObservedRule[]): number {
+  const competing = rules.filter((entry) => isWgQuickRule(entry) && entry.priority !== undefined && entry.priority <= configured);
+  if (competing.length === 0) {
+    return configured;
+  }
+  const lowest = Math.min(...competing.map((entry) => entry.priority!));
+  if (lowest <= 1) {
+    throw new ConfigError(
+      `wg-quick's policy rules sit at priority ${lowest}, leaving no priority below them for splitroute's rule; remove rules at priorities below ${configured} or set table.priority lower`,
+    );
+  }
+  return lowest - 1;
 }

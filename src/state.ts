@@ -14,7 +14,9 @@ export interface State {
   /** Devices of the tunnels that currently hold the bypass. */
   tunnels: string[];
   table: { id: number; name: string };
+  /** The rule's priority: the configured one, or lower to come before wg-quick's rules. */
   priority: number;
+  configuredPriority?: number;
   mark: { value: number; mask: number };
   bypass: Bypass[];
   backend: FirewallBackend;

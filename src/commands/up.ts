@@ -41,6 +41,9 @@ export async function up(context: Context, device: string): Promise<void> {
       }
       throw new Error(`up for ${device} failed and was rolled back: ${reason}`, { cause: error });
     }
+    if (state.priority !== config.table.priority) {
+      log.warn(`rule placed at priority ${state.priority} instead of table.priority ${config.table.priority}, so that it comes before wg-quick's rules`);
+    }
     log.info(
       `bypass active for ${state.tunnels.join(", ")}: ${state.routeCounts[4]} IPv4 and ${state.routeCounts[6]} IPv6 routes in table ` +
         `${state.table.name} (${state.table.id}), rule priority ${state.priority} fwmark ${hex(state.mark.value)}/${hex(state.mark.mask)}, ` +
@@ -89,7 +92,7 @@ async function usablePrevious(context: Context, backend: FirewallBackend): Promi
   }
   const same =
     previous.table.id === config.table.id &&
-    previous.priority === config.table.priority &&
+    (previous.configuredPriority ?? previous.priority) === config.table.priority &&
     previous.mark.value === config.mark.value &&
     previous.mark.mask === config.mark.mask &&
     previous.backend === backend;

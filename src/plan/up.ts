@@ -3,7 +3,7 @@ import { ConfigError } from "../errors.js";
 import type { FirewallBackend } from "../firewall/backend.js";
 import type { CreatedMangleObjects } from "../firewall/iptables-nft.js";
 import { planSrcValidMark, type UplinkSysctls } from "../rpfilter.js";
-import { hasRule, ruleSelector, type ObservedRule } from "../rule.js";
+import { chooseRulePriority, hasRule, ruleSelector, type ObservedRule } from "../rule.js";
 import { routeAddArgs, routeDevices } from "../snapshot/render.js";
 import { selectRoutes } from "../snapshot/select.js";
 import type { Family, Route } from "../snapshot/route.js";
@@ -61,7 +61,9 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
   const { config, device, backend, previous, observed } = input;
   const tunnels = tunnelsAfterUp(device, previous);
   const routes = snapshotRoutes(config, tunnels, observed.main);
-  const rule = { tableId: config.table.id, priority: config.table.priority, mark: config.mark };
+  const priority = chooseRulePriority(config.table.priority, [...observed.rules[4], ...observed.rules[6]]);
+  const rule = { tableId: config.table.id, priority, mark: config.mark };
+  const movedFrom = previous !== undefined && previous.priority !== priority ? { ...rule, priority: previous.priority } : undefined;
   const steps: Step[] = [];
 
   for (const family of observed.families) {
@@ -75,6 +77,9 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     }
     for (const route of routes[family]) {
       lines.push(routeAddArgs(route, config.table.id).join(" "));
+    }
+    if (movedFrom !== undefined && hasRule(observed.rules[family], movedFrom)) {
+      lines.push(["rule", "del", ...ruleSelector(movedFrom)].join(" "));
     }
     if (!hasRule(observed.rules[family], rule)) {
       lines.push(["rule", "add", ...ruleSelector(rule)].join(" "));
@@ -101,7 +106,8 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     version: 1,
     tunnels,
     table: { id: config.table.id, name: config.table.name },
-    priority: config.table.priority,
+    priority,
+    configuredPriority: config.table.priority,
     mark: config.mark,
     bypass: config.bypass,
     backend,
