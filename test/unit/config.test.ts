@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -266,5 +266,13 @@ describe("loadConfig", () => {
       const path = writeConfig("[table]\nid = 9\n", 0o644);
       expect(loadConfig(path, {}).table.id).toBe(9);
     });
+  });
+});
+
+describe("shipped configuration file", () => {
+  test("equals the built-in defaults", () => {
+    const text = readFileSync(new URL("../../packaging/splitroute.conf", import.meta.url), "utf8");
+    const { source: _source, ...values } = validateConfig(parse(text), "packaging/splitroute.conf");
+    expect(values).toEqual(DEFAULTS);
   });
 });
