@@ -5,7 +5,8 @@ import type { System } from "./system/system.js";
 
 /** Runs one step, logging it first as a command line an administrator could replay. */
 export async function runStep(system: System, step: Step, log: Logger): Promise<void> {
-  log.info(`[#] ${renderStep(step, formatArgv)}`);
+  const fields = step.kind === "run" ? { argv: step.argv, inputLines: step.input?.split("\n").length ?? 0 } : { sysctl: step.key, value: step.value };
+  log.info(fields, `[#] ${renderStep(step, formatArgv)}`);
   try {
     if (step.kind === "sysctl") {
       await system.writeSysctl(step.key, step.value);

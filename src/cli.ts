@@ -6,6 +6,7 @@ import type { Context } from "./commands/context.js";
 import { renderStatus, status } from "./commands/status.js";
 import { up } from "./commands/up.js";
 import { loadConfig } from "./config/load.js";
+import { DEFAULTS } from "./config/validate.js";
 import { resolveDevice } from "./device.js";
 import { ConfigError } from "./errors.js";
 import { acquireLock } from "./lock.js";
@@ -19,6 +20,7 @@ Commands:
   up        install the bypass for a tunnel (or add the tunnel to it)
   down      remove the tunnel; the last one removes everything splitroute installed
   status    show what is installed and whether the system still matches
+            (exit code 1 when it no longer matches)
 
 Options:
   --dev IFACE         tunnel device (default: $dev from OpenVPN, else the first argument)
@@ -53,18 +55,26 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
     log = createLogger(options.format, options.level);
 
     const [command, ...rest] = positionals;
-    const context = makeContext(loadConfig(values.config, env), log, env);
     switch (command) {
-      case "up":
-        await up(context, resolveDevice(values.dev, env, rest));
+      case "up": {
+        const device = resolveDevice(values.dev, env, rest);
+        requireRoot("up", "run it as root, or from OpenVPN's up, which runs before OpenVPN drops privileges");
+        await up(makeContext(loadConfig(values.config, env), log, env), device);
         return 0;
-      case "down":
-        await down(context, resolveDevice(values.dev, env, rest));
+      }
+      case "down": {
+        const device = resolveDevice(values.dev, env, rest);
+        requireRoot(
+          "down",
+          "with OpenVPN's user/group options, run it through the down-root plugin (see the README); until then the bypass stays, and 'splitroute down' as root removes it",
+        );
+        await down(makeContext(configForRecord(values.config, env, log), log, env), device);
         return 0;
+      }
       case "status": {
-        const report = await status(context);
+        const report = await status(makeContext(configForRecord(values.config, env, log), log, env));
         process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderStatus(report));
-        return 0;
+        return report.drift.length === 0 ? 0 : 1;
       }
       default:
         process.stderr.write(command === undefined ? USAGE : `splitroute: unknown command ${JSON.stringify(command)}\n${USAGE}`);
@@ -76,12 +86,34 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
   }
 }
 
+// Changing routes, rules and the firewall needs CAP_NET_ADMIN. Checking first
+// turns a confusing "Permission denied" from the third tool into one message.
+function requireRoot(command: string, fix: string): void {
+  if (process.getuid?.() !== 0) {
+    throw new Error(`splitroute ${command} needs root privileges; ${fix}`);
+  }
+}
+
+/**
+ * Loads the configuration for down and status, which act on the record in
+ * /run and need none of its values: a broken file must not keep down from
+ * removing what up installed.
+ */
+function configForRecord(path: string | undefined, env: NodeJS.ProcessEnv, log: Logger): Context["config"] {
+  try {
+    return loadConfig(path, env);
+  } catch (error) {
+    log.warn(`${(error as Error).message}\ncontinuing with the record of what was installed`);
+    return { ...structuredClone(DEFAULTS), source: "built-in defaults" };
+  }
+}
+
 function isUsageError(error: unknown): boolean {
   return (error as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS") ?? false;
 }
 
 function hostContext(config: Context["config"], log: Logger, env: NodeJS.ProcessEnv): Context {
-  return { system: new HostSystem(env), config, store: namespaceStateStore(env), log, lock: () => acquireLock() };
+  return { system: new HostSystem(env, log), config, store: namespaceStateStore(env), log, lock: () => acquireLock() };
 }
 
 // Run only when executed, not when a test imports main().

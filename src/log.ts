@@ -1,5 +1,7 @@
 import { pino, type Logger } from "pino";
 
+import { ConfigError } from "./errors.js";
+
 export type LogFormat = "text" | "json";
 export type { Logger };
 
@@ -36,11 +38,11 @@ export function logOptions(
 ): { format: LogFormat; level: LogLevel } {
   const format = flags.logFormat ?? env.SPLITROUTE_LOG_FORMAT ?? "text";
   if (format !== "text" && format !== "json") {
-    throw new Error(`invalid log format ${JSON.stringify(format)}; use text or json`);
+    throw new ConfigError(`invalid log format ${JSON.stringify(format)}; use text or json`);
   }
   const level = flags.verbose ? "debug" : (env.SPLITROUTE_LOG_LEVEL ?? "info");
   if (!(LEVELS as readonly string[]).includes(level)) {
-    throw new Error(`invalid SPLITROUTE_LOG_LEVEL ${JSON.stringify(level)}; use one of ${LEVELS.join(", ")}`);
+    throw new ConfigError(`invalid SPLITROUTE_LOG_LEVEL ${JSON.stringify(level)}; use one of ${LEVELS.join(", ")}`);
   }
   return { format, level: level as LogLevel };
 }

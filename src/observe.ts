@@ -16,6 +16,14 @@ export async function hasIpv6(system: System): Promise<boolean> {
   return (await system.readSysctl("net.ipv6.conf.all.disable_ipv6")) === "0";
 }
 
+/**
+ * Returns whether `device` exists in this namespace. Every interface has an
+ * IPv4 configuration folder in /proc/sys, so no extra process is needed.
+ */
+export async function interfaceExists(system: System, device: string): Promise<boolean> {
+  return (await system.readSysctl(interfaceKey(device, "rp_filter"))) !== undefined;
+}
+
 /** Reads a routing table as parsed routes; a table that does not exist yet is empty. */
 export async function readTable(system: System, family: Family, table: string | number): Promise<Route[]> {
   const argv = ["ip", `-${family}`, "-d", "-N", "-j", "route", "show", "table", String(table)];

@@ -14,6 +14,17 @@ export const IPT_CHAIN_OUTPUT = "SPLITROUTE-OUT";
 // deletes jumps carrying this comment, never a re-typed copy of the rule.
 export const IPT_COMMENT = "splitroute";
 
+// The routing protocol number our copied routes carry (ip route ... proto 83).
+// Removal flushes only routes with this number, so a route someone else puts
+// into our table survives down. 83 is in neither iproute2's rt_protos list
+// nor the numbers routing daemons such as BIRD and FRR use.
+export const ROUTE_PROTOCOL = 83;
+
+/** Returns whether a route read back from our table is one we installed. */
+export function isOurRoute(route: { protocol?: string }): boolean {
+  return route.protocol === String(ROUTE_PROTOCOL);
+}
+
 // Where state lives. /run is a tmpfs cleared at boot, which is right because
 // routes, rules and firewall state do not survive a reboot either. OpenVPN's
 // systemd units use PrivateTmp, so /tmp would not be shared with `cleanup`.

@@ -25,6 +25,8 @@ export interface State {
   /** Sysctls we changed and their earlier values, restored on down. */
   sysctls: SysctlChange[];
   routeCounts: { 4: number; 6: number };
+  /** Whether the copy has a default route, per family. */
+  hasDefaultRoute?: { 4: boolean; 6: boolean };
   /** nftables objects that iptables-nft created for our rules, deleted again on down. */
   createdMangle?: CreatedMangleObjects[];
   /** The configuration file used (or "built-in defaults"), for status output. */

@@ -1,5 +1,6 @@
 import { FAMILIES, hasIpv6, readIptables, readRules, readTable, readUplinkSysctls } from "../observe.js";
 import type { FirewallBackend } from "../firewall/backend.js";
+import { isOurRoute } from "../owner.js";
 import { missingMangleObjects, parseNftChains, type CreatedMangleObjects } from "../firewall/iptables-nft.js";
 import type { IptablesByFamily } from "../plan/firewall.js";
 import type { DownObserved } from "../plan/down.js";
@@ -85,7 +86,7 @@ export async function observeForDown(system: System, state: State): Promise<Down
   const tableSize = { 4: 0, 6: 0 };
   const rules: DownObserved["rules"] = { 4: [], 6: [] };
   for (const family of families) {
-    tableSize[family] = (await readTable(system, family, state.table.id)).length;
+    tableSize[family] = (await readTable(system, family, state.table.id)).filter(isOurRoute).length;
     rules[family] = await readRules(system, family);
   }
   const sysctls: Record<string, string | undefined> = {};

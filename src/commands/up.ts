@@ -8,7 +8,8 @@ import { withLock, type Context } from "./context.js";
 import { removeAll } from "./down.js";
 import { planSysctlRestore } from "../plan/down.js";
 import { observeForUp } from "./observe-state.js";
-import { readRules } from "../observe.js";
+import { ConfigError } from "../errors.js";
+import { interfaceExists, readRules } from "../observe.js";
 
 /**
  * Installs the bypass for `device`, or adds the tunnel to an existing one.
@@ -18,6 +19,9 @@ import { readRules } from "../observe.js";
 export async function up(context: Context, device: string): Promise<void> {
   await withLock(context, async () => {
     const { config, log, system, store } = context;
+    if (!(await interfaceExists(system, device))) {
+      throw new ConfigError(`tunnel device ${device} does not exist in this network namespace; check --dev or the dev variable`);
+    }
     const backend = await chooseBackend(config.firewall.backend, system);
     const previous = await usablePrevious(context, backend);
 
@@ -41,6 +45,7 @@ export async function up(context: Context, device: string): Promise<void> {
       }
       throw new Error(`up for ${device} failed and was rolled back: ${reason}`, { cause: error });
     }
+    warnWithoutDefaultRoute(context, state, device);
     if (state.priority !== config.table.priority) {
       log.warn(`rule placed at priority ${state.priority} instead of table.priority ${config.table.priority}, so that it comes before wg-quick's rules`);
     }
@@ -114,4 +119,14 @@ async function usablePrevious(context: Context, backend: FirewallBackend): Promi
     return undefined;
   }
   return previous;
+}
+
+// Without a default route in the copy, replies to hosts outside the uplink's
+// own subnet find no route in our table and fall through to the VPN's routes.
+function warnWithoutDefaultRoute(context: Context, state: State, device: string): void {
+  if (!state.hasDefaultRoute?.[4]) {
+    context.log.warn(
+      `the copied IPv4 table has no default route, so replies to hosts beyond the uplink's subnets still go into the tunnel; check that ${device} is the VPN's device and that main had a default route before it came up`,
+    );
+  }
 }

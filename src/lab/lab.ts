@@ -1,25 +1,56 @@
-// A throwaway network with a real OpenVPN server and client, built from
-// network namespaces, for the end-to-end tests and the demo. See topology.ts
-// for the layout and addresses. Requires root, iproute2, nftables, iptables
-// (for clientState), procps sysctl, openssl and OpenVPN 2.6.
+// A throwaway network with a real OpenVPN server and client, and a WireGuard
+// server and client that can run beside them, built from network namespaces,
+// for the end-to-end tests and the demo. See topology.ts for the layout and
+// addresses. Requires root, iproute2, nftables, iptables (for clientState),
+// procps sysctl, openssl and OpenVPN 2.6, and for WireGuard wireguard-tools
+// and, where the kernel has no WireGuard module, wireguard-go.
 
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AggregateFailure, withContext } from "../errors.js";
 import { createSelfSignedCertificate, type Certificate } from "./certificates.js";
-import { deleteNamespace, newNamespacePrefix, runInNamespace } from "./namespaces.js";
+import { deleteNamespace, newNamespacePrefix, runInNamespace, setSysctls } from "./namespaces.js";
 import { readLog, startOpenVpn, stopOpenVpn, type OpenVpnInstance } from "./openvpn.js";
 import { renderClientConfig, renderServerConfig, type ClientHooks } from "./openvpn-config.js";
 import { connectAndReadLine, ProbeSession, startListener, writeProbeProgram, type ConnectResult } from "./probe.js";
 import type { LabProcess } from "./processes.js";
 import { readNamespaceState } from "./state.js";
 import { addVpnServerNat, buildNetwork, LAB_ADDRESSES, namespaceNames, TUNNEL_NETWORK, type LabNames } from "./topology.js";
+import {
+  addWireGuardServerNat,
+  deleteWireGuardServerNat,
+  generateKeyPair,
+  startWgQuick,
+  stopAllDaemons,
+  stopWgQuick,
+  waitForHandshake,
+  wireguardInterfaceNames,
+  type WireGuardInstance,
+} from "./wireguard.js";
+import {
+  FULL_TUNNEL_ALLOWED_IPS,
+  renderClientConfig as renderWireGuardClientConfig,
+  renderServerConfig as renderWireGuardServerConfig,
+  WIREGUARD_ADDRESSES,
+  type KeyPair,
+  type WireGuardHooks,
+  type WireGuardTable,
+} from "./wireguard-config.js";
 
 export { LAB_ADDRESSES, type LabNames } from "./topology.js";
 export type { ClientHooks } from "./openvpn-config.js";
 export type { ConnectResult } from "./probe.js";
 export { ProbeSession } from "./probe.js";
+export {
+  FULL_TUNNEL_ALLOWED_IPS,
+  SPLIT_TUNNEL_ALLOWED_IPS,
+  WIREGUARD_ADDRESSES,
+  WIREGUARD_NETWORK,
+  WIREGUARD_PORT,
+  type WireGuardHooks,
+  type WireGuardTable,
+} from "./wireguard-config.js";
 
 export type AddressFamily = 4 | 6;
 
@@ -36,6 +67,23 @@ export interface VpnClientOptions {
   hooks?: ClientHooks;
   /** Environment variables passed to the hooks through `setenv`. */
   setenv?: Readonly<Record<string, string>>;
+}
+
+export interface WireGuardClientOptions {
+  /** The server peer's AllowedIPs, comma-separated. Default FULL_TUNNEL_ALLOWED_IPS ("0.0.0.0/0, ::/0"). */
+  allowedIps?: string;
+  /** wg-quick's `Table` setting. Default "auto". */
+  table?: WireGuardTable;
+  /** PreUp, PostUp, PreDown and PostDown lines. Without them, wg-quick runs no hooks. */
+  hooks?: WireGuardHooks;
+  /**
+   * Variables added to wg-quick's environment, which its hooks inherit. The
+   * rest of that environment is PATH as systemd sets it for services and
+   * WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go.
+   */
+  env?: Readonly<Record<string, string>>;
+  /** Whether the start waits for the first handshake with the server. Default true. */
+  waitForHandshake?: boolean;
 }
 
 export interface LabOptions {
@@ -71,10 +119,32 @@ export interface Lab {
   openInboundSession(family: AddressFamily): Promise<ProbeSession>;
   /** Connects from the client to the remote host and returns the source address the remote host saw. */
   outboundSeenAs(family: AddressFamily): Promise<string>;
-  /** Returns the tunnel address OpenVPN assigned to the client. Throws when the client is not connected. */
+  /** Returns the tunnel address OpenVPN assigned to the client. Throws when the OpenVPN client is not connected. */
   clientTunnelAddress(family: AddressFamily): Promise<string>;
   /** Returns the client's rules, routes, firewall rulesets and rp_filter/src_valid_mark sysctls as text. */
   clientState(): Promise<string>;
+  /**
+   * The client's WireGuard interface, such as "wgc-3fa91c", which wg-quick
+   * hooks get as `%i`. Each lab has its own name, because userspace
+   * WireGuard interfaces must be unique on the host.
+   */
+  readonly wireguardInterface: string;
+  readonly wireguardServerInterface: string;
+  /**
+   * Starts wg-quick in the vpn namespace, listening on UDP port 51820 of all
+   * its addresses, and the masquerade rules for the WireGuard subnets. The
+   * first call generates the key pairs of both ends.
+   */
+  startWireGuardServer(): Promise<void>;
+  stopWireGuardServer(): Promise<void>;
+  /** Starts wg-quick in the client namespace. Requires the WireGuard server. */
+  startWireGuardClient(options?: WireGuardClientOptions): Promise<void>;
+  /** Runs `wg-quick down`, with its hooks, and waits until wireguard-go has exited. */
+  stopWireGuardClient(): Promise<void>;
+  /** Returns the output of the current or last client's `wg-quick up` and `down`, "" before the first start. */
+  wireguardClientLog(): Promise<string>;
+  /** Returns whether the VPN server receives the banner from port 22 of the client's WireGuard address. */
+  connectThroughWireGuard(family: AddressFamily): Promise<boolean>;
   /**
    * Stops every process the lab started and deletes its namespaces and temp
    * folder. Later calls return the first call's promise.
@@ -87,7 +157,8 @@ export interface Lab {
  * started yet. On failure everything created so far is removed again.
  */
 export async function createLab(options: LabOptions = {}): Promise<Lab> {
-  const lab = new NamespaceLab(namespaceNames(newNamespacePrefix()), options);
+  const prefix = newNamespacePrefix();
+  const lab = new NamespaceLab(namespaceNames(prefix), wireguardInterfaceNames(prefix), options);
   try {
     await lab.build();
   } catch (error) {
@@ -113,13 +184,27 @@ class NamespaceLab implements Lab {
   private client: OpenVpnInstance | undefined;
   private clientStarts = 0;
   private lastClientLogPath: string | undefined;
+  private wireguardKeys: { server: KeyPair; client: KeyPair } | undefined;
+  private wireguardServer: WireGuardInstance | undefined;
+  private wireguardClient: WireGuardInstance | undefined;
+  private wireguardClientStarts = 0;
+  private lastWireGuardClientLogPath: string | undefined;
   private destroyed = false;
   private destruction: Promise<void> | undefined;
 
   constructor(
     readonly names: LabNames,
+    private readonly wireguardInterfaces: { client: string; server: string },
     private readonly options: LabOptions,
   ) {}
+
+  get wireguardInterface(): string {
+    return this.wireguardInterfaces.client;
+  }
+
+  get wireguardServerInterface(): string {
+    return this.wireguardInterfaces.server;
+  }
 
   async build(): Promise<void> {
     this.tempDir = await mkdtemp(join(tmpdir(), "splitroute-lab-"));
@@ -266,6 +351,129 @@ class NamespaceLab implements Lab {
     return readNamespaceState(this.names.client);
   }
 
+  async startWireGuardServer(): Promise<void> {
+    this.assertUsable();
+    if (this.wireguardServer !== undefined) {
+      throw new Error("the WireGuard server is already running");
+    }
+    const dir = await this.wireguardDir();
+    this.wireguardKeys ??= {
+      server: await generateKeyPair(dir, "server"),
+      client: await generateKeyPair(dir, "client"),
+    };
+    const interfaceName = this.wireguardInterfaces.server;
+    const configPath = join(dir, `${interfaceName}.conf`);
+    const config = renderWireGuardServerConfig({ server: this.wireguardKeys.server, clientPublicKey: this.wireguardKeys.client.publicKey });
+    await writeFile(configPath, config, { mode: 0o600 });
+
+    // buildNetwork turns forwarding on already. Set here too, so the server
+    // does not depend on that.
+    await setSysctls(this.names.vpn, [
+      ["net.ipv4.ip_forward", 1],
+      ["net.ipv6.conf.all.forwarding", 1],
+    ]);
+    await addWireGuardServerNat(this.names.vpn);
+    try {
+      this.wireguardServer = await startWgQuick({
+        label: "WireGuard server",
+        namespace: this.names.vpn,
+        interfaceName,
+        configPath,
+        logPath: join(dir, "server.log"),
+      });
+    } catch (error) {
+      await deleteWireGuardServerNat(this.names.vpn).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async stopWireGuardServer(): Promise<void> {
+    const server = this.wireguardServer;
+    if (server === undefined) {
+      throw new Error("the WireGuard server is not running");
+    }
+    this.wireguardServer = undefined;
+    try {
+      await stopWgQuick(server);
+    } finally {
+      await deleteWireGuardServerNat(this.names.vpn);
+    }
+  }
+
+  async startWireGuardClient(clientOptions: WireGuardClientOptions = {}): Promise<void> {
+    this.assertUsable();
+    if (this.wireguardServer === undefined || this.wireguardKeys === undefined) {
+      throw new Error("the WireGuard server is not running: call startWireGuardServer() before startWireGuardClient()");
+    }
+    if (this.wireguardClient !== undefined) {
+      throw new Error("the WireGuard client is already running: call stopWireGuardClient() first");
+    }
+
+    // wg-quick takes the interface name from the file name, so each start
+    // gets a folder of its own for its config, and a log of its own.
+    this.wireguardClientStarts += 1;
+    const dir = await this.wireguardDir();
+    const configDir = join(dir, `client-${this.wireguardClientStarts}`);
+    await mkdir(configDir, { mode: 0o700 });
+    const interfaceName = this.wireguardInterfaces.client;
+    const configPath = join(configDir, `${interfaceName}.conf`);
+    const logPath = join(dir, `client-${this.wireguardClientStarts}.log`);
+    const config = renderWireGuardClientConfig({
+      client: this.wireguardKeys.client,
+      serverPublicKey: this.wireguardKeys.server.publicKey,
+      allowedIps: clientOptions.allowedIps ?? FULL_TUNNEL_ALLOWED_IPS,
+      table: clientOptions.table ?? "auto",
+      hooks: clientOptions.hooks ?? {},
+    });
+    await writeFile(configPath, config, { mode: 0o600 });
+    this.lastWireGuardClientLogPath = logPath;
+
+    const client = await startWgQuick({
+      label: "WireGuard client",
+      namespace: this.names.client,
+      interfaceName,
+      configPath,
+      logPath,
+      env: clientOptions.env,
+    });
+    this.wireguardClient = client;
+
+    if (clientOptions.waitForHandshake ?? true) {
+      try {
+        await waitForHandshake(client);
+      } catch (error) {
+        this.wireguardClient = undefined;
+        await stopWgQuick(client).catch(() => undefined);
+        throw error;
+      }
+    }
+  }
+
+  async stopWireGuardClient(): Promise<void> {
+    const client = this.wireguardClient;
+    if (client === undefined) {
+      throw new Error("the WireGuard client is not running");
+    }
+    this.wireguardClient = undefined;
+    await stopWgQuick(client);
+  }
+
+  async wireguardClientLog(): Promise<string> {
+    return this.lastWireGuardClientLogPath === undefined ? "" : readLog(this.lastWireGuardClientLogPath);
+  }
+
+  async connectThroughWireGuard(family: AddressFamily): Promise<boolean> {
+    const result = await this.connect(this.names.vpn, WIREGUARD_ADDRESSES.client[familyKey(family)], SSH_PORT);
+    return result.connected && result.line === SSH_BANNER;
+  }
+
+  private async wireguardDir(): Promise<string> {
+    const dir = join(this.tempDir, "wireguard");
+    // wg-quick warns about a config file in a folder that others can read.
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    return dir;
+  }
+
   destroy(): Promise<void> {
     // A second call, even one made while the first still runs, gets the
     // first call's promise, so every caller waits for the same cleanup.
@@ -277,12 +485,30 @@ class NamespaceLab implements Lab {
     this.destroyed = true;
     this.client = undefined;
     this.server = undefined;
+    const wireguardInstances = [this.wireguardClient, this.wireguardServer];
+    this.wireguardClient = undefined;
+    this.wireguardServer = undefined;
     const failures: Error[] = [];
 
     for (const session of this.sessions) {
       session.close();
     }
     this.sessions.clear();
+
+    // `wg-quick down` runs the client's PreDown and PostDown hooks, as
+    // stopping OpenVPN below runs its down hook. wireguard-go is no child of
+    // this process. So every daemon still left in a lab namespace, such as
+    // one from a start that failed halfway, is then stopped by its pid.
+    for (const instance of wireguardInstances) {
+      if (instance !== undefined) {
+        await stopWgQuick(instance).catch((error: unknown) => failures.push(withContext(`stopping the ${instance.label}`, error)));
+      }
+    }
+    for (const namespace of this.createdNamespaces) {
+      await stopAllDaemons(namespace)
+        .then((daemonFailures) => failures.push(...daemonFailures))
+        .catch((error: unknown) => failures.push(withContext(`stopping wireguard-go in namespace ${namespace}`, error)));
+    }
 
     // Processes first, because a namespace lives on while a process is in it.
     // Newest first, so the OpenVPN client stops before its server. OpenVPN's

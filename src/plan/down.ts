@@ -1,5 +1,6 @@
 import type { FirewallBackend } from "../firewall/backend.js";
 import { planMangleCleanup } from "../firewall/iptables-nft.js";
+import { flushOurRoutes } from "./up.js";
 import { hasRule, ruleSelector, type ObservedRule } from "../rule.js";
 import type { Family } from "../snapshot/route.js";
 import type { SysctlChange } from "../rpfilter.js";
@@ -10,7 +11,7 @@ import type { Step } from "./step.js";
 /** The system as observed before `down` (or before a rollback). */
 export interface DownObserved {
   families: Family[];
-  /** Number of routes now in the recorded table, per family. */
+  /** Number of our routes now in the recorded table, per family. */
   tableSize: Record<Family, number>;
   rules: Record<Family, ObservedRule[]>;
   iptables: IptablesByFamily;
@@ -58,7 +59,7 @@ export function planRemoval(state: State, observed: DownObserved): DownPlan {
       lines.push(["rule", "del", ...ruleSelector(rule)].join(" "));
     }
     if (observed.tableSize[family] > 0) {
-      lines.push(`route flush table ${state.table.id}`);
+      lines.push(flushOurRoutes(state.table.id));
     }
     if (lines.length > 0) {
       steps.push({

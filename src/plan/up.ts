@@ -1,6 +1,7 @@
-import type { Config } from "../config/types.js";
+import { DEFAULT_CONFIG_PATH, type Config } from "../config/types.js";
 import { ConfigError } from "../errors.js";
 import type { FirewallBackend } from "../firewall/backend.js";
+import { isOurRoute, ROUTE_PROTOCOL } from "../owner.js";
 import type { CreatedMangleObjects } from "../firewall/iptables-nft.js";
 import { planSrcValidMark, type UplinkSysctls } from "../rpfilter.js";
 import { chooseRulePriority, hasRule, ruleSelector, type ObservedRule } from "../rule.js";
@@ -72,11 +73,11 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     // Routes and the rule for one family go through a single `ip -batch`,
     // so the cost stays one process however large the table is.
     const lines: string[] = [];
-    if (observed.table[family].length > 0) {
-      lines.push(`route flush table ${config.table.id}`);
+    if (observed.table[family].some(isOurRoute)) {
+      lines.push(flushOurRoutes(config.table.id));
     }
     for (const route of routes[family]) {
-      lines.push(routeAddArgs(route, config.table.id).join(" "));
+      lines.push(routeAddArgs({ ...route, protocol: String(ROUTE_PROTOCOL) }, config.table.id).join(" "));
     }
     if (movedFrom !== undefined && hasRule(observed.rules[family], movedFrom)) {
       lines.push(["rule", "del", ...ruleSelector(movedFrom)].join(" "));
@@ -114,19 +115,31 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     families: observed.families,
     sysctls: [...(previous?.sysctls ?? []), ...newSysctls],
     routeCounts: { 4: routes[4].length, 6: routes[6].length },
+    hasDefaultRoute: { 4: routes[4].some(isDefaultRoute), 6: routes[6].some(isDefaultRoute) },
     createdMangle: previous?.createdMangle ?? observed.missingMangle,
     configSource: config.source,
   };
   return { steps, state };
 }
 
-// Flushing a table that other software fills would delete its routes, so an
-// occupied table is only reused when our own earlier `up` filled it.
+/** Returns the ip -batch line that removes our routes, and only ours, from `table`. */
+export function flushOurRoutes(table: number): string {
+  return `route flush table ${table} proto ${ROUTE_PROTOCOL}`;
+}
+
+// A table that other software fills is not ours to share: its routes would
+// decide where our marked traffic goes. Routes added to it after our up are
+// left alone, and survive down.
 function checkTableIsOurs(config: Config, family: Family, current: readonly Route[], previous: State | undefined): void {
-  if (current.length > 0 && previous === undefined) {
+  const foreign = current.filter((route) => !isOurRoute(route));
+  if (foreign.length > 0 && previous === undefined) {
     throw new ConfigError(
-      `table ${config.table.id} already contains ${current.length} IPv${family} route(s) that splitroute did not install; ` +
-        `set table.id in ${config.source} to an unused table (see: ip -${family} route show table all)`,
+      `table ${config.table.id} already contains ${foreign.length} IPv${family} route(s) that splitroute did not install; ` +
+        `set table.id in ${config.source === "built-in defaults" ? DEFAULT_CONFIG_PATH : config.source} to an unused table (see: ip -${family} route show table all)`,
     );
   }
+}
+
+function isDefaultRoute(route: Route): boolean {
+  return (route.dst === "0.0.0.0/0" || route.dst === "::/0") && route.type === "unicast";
 }

@@ -1,6 +1,8 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { execa } from "execa";
 
+import { formatArgv } from "../errors.js";
+import type { Logger } from "../log.js";
 import type { CommandResult, System } from "./system.js";
 import { findTool } from "./tools.js";
 
@@ -8,7 +10,10 @@ import { findTool } from "./tools.js";
 export class HostSystem implements System {
   private readonly paths = new Map<string, string | undefined>();
 
-  constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
+  constructor(
+    private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly log?: Logger,
+  ) {}
 
   async run(argv: readonly string[], input?: string): Promise<CommandResult> {
     const [tool, ...args] = argv;
@@ -25,11 +30,9 @@ export class HostSystem implements System {
       env: { LC_ALL: "C", PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
       extendEnv: false,
     });
-    return {
-      exitCode: result.exitCode ?? 1,
-      stdout: String(result.stdout ?? ""),
-      stderr: String(result.stderr ?? result.message ?? ""),
-    };
+    const exitCode = result.exitCode ?? 1;
+    this.log?.debug({ argv, exitCode, durationMs: Math.round(result.durationMs) }, `ran ${formatArgv(argv)}: exit code ${exitCode}`);
+    return { exitCode, stdout: String(result.stdout ?? ""), stderr: String(result.stderr ?? result.message ?? "") };
   }
 
   hasTool(tool: string): boolean {
@@ -38,7 +41,9 @@ export class HostSystem implements System {
 
   async readSysctl(key: string): Promise<string | undefined> {
     try {
-      return (await readFile(sysctlPath(key), "utf8")).trim();
+      const value = (await readFile(sysctlPath(key), "utf8")).trim();
+      this.log?.debug(`read ${key} = ${value}`);
+      return value;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") {
         return undefined;

@@ -151,14 +151,16 @@ export class FakeIp {
   }
 
   private flushRoutes(family: Family, words: readonly string[]): void {
-    if (words.length !== 2 || words[0] !== "table") {
-      throw new Unsupported(`ip route flush "${words.join(" ")}" (only "route flush table ID" is modelled)`);
+    const withProtocol = words.length === 4 && words[2] === "proto";
+    if ((words.length !== 2 && !withProtocol) || words[0] !== "table") {
+      throw new Unsupported(`ip route flush "${words.join(" ")}" (only "route flush table ID [proto N]" is modelled)`);
     }
     const table = readTableId(words[1]!);
     if (!this.tables[family].has(table)) {
       throw new ToolFailure(2, `Error: ipv${family}: FIB table does not exist.\nFlush terminated\n`);
     }
-    this.tables[family].set(table, []);
+    const protocol = withProtocol ? words[3] : undefined;
+    this.tables[family].set(table, protocol === undefined ? [] : this.tables[family].get(table)!.filter((route) => String(route.protocol) !== protocol));
   }
 
   private addRule(family: Family, rule: RuleJson): void {

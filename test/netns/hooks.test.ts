@@ -95,6 +95,36 @@ describe.skipIf(!isRoot)(`hook entry points (${SKIP_REASON})`, () => {
     expect(await host.state()).toBe(before);
   });
 
+  it("rejects a missing device", async () => {
+    const result = await runHook(host, UP, ["tun9"], {});
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain("tunnel device tun9 does not exist");
+    expect(await host.state()).toBe(before);
+  });
+
+  it("down goes on with a broken config", async () => {
+    expect((await runHook(host, UP, ["tun0"], {})).exitCode).toBe(0);
+    const config = join(host.dir, "broken.conf");
+    await writeFile(config, "[table\n", { mode: 0o644 });
+    const result = await runHook(host, DOWN, ["tun0"], { SPLITROUTE_CONFIG: config });
+    expect(result.exitCode).toBe(0);
+    expect(result.stderr).toContain("continuing with the record");
+    expect(await host.state()).toBe(before);
+  });
+
+  it("down without root names the fix", async () => {
+    expect((await runHook(host, UP, ["tun0"], {})).exitCode).toBe(0);
+    const result = await execa("ip", ["netns", "exec", host.host, "/usr/sbin/runuser", "-u", "nobody", "--", DOWN, "tun0"], {
+      reject: false,
+      env: {},
+      extendEnv: false,
+    });
+    expect(result.exitCode).toBe(1);
+    expect(String(result.stderr)).toContain("down-root plugin");
+    expect((await runHook(host, DOWN, ["tun0"], {})).exitCode).toBe(0);
+    expect(await host.state()).toBe(before);
+  });
+
   it("rejects a hostile device name", async () => {
     const result = await runHook(host, UP, [], { dev: "tun0; rm -rf /" });
     expect(result.exitCode).toBe(2);

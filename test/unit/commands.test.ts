@@ -95,10 +95,10 @@ describe("up snapshot", () => {
         priority=32766 src=all table=254
         priority=32767 src=all table=253
       ipv4 table 2:
-        type=blackhole dst=203.0.113.0/24 protocol=boot scope=global flags=[]
-        type=unicast dst=192.0.2.0/24 dev=eth0 protocol=kernel scope=link prefsrc=192.0.2.10 metric=100 flags=[]
-        type=unicast dst=198.51.100.7 gateway=192.0.2.1 dev=eth0 protocol=boot scope=global flags=[]
-        type=unicast dst=default gateway=192.0.2.1 dev=eth0 protocol=dhcp scope=global prefsrc=192.0.2.10 metric=100 flags=[]
+        type=blackhole dst=203.0.113.0/24 protocol=83 scope=global flags=[]
+        type=unicast dst=192.0.2.0/24 dev=eth0 protocol=83 scope=link prefsrc=192.0.2.10 metric=100 flags=[]
+        type=unicast dst=198.51.100.7 gateway=192.0.2.1 dev=eth0 protocol=83 scope=global flags=[]
+        type=unicast dst=default gateway=192.0.2.1 dev=eth0 protocol=83 scope=global prefsrc=192.0.2.10 metric=100 flags=[]
       ipv4 table 254:
         type=blackhole dst=203.0.113.0/24 protocol=boot scope=global flags=[]
         type=unicast dst=0.0.0.0/1 gateway=10.8.0.1 dev=tun0 protocol=boot scope=global flags=[]
@@ -113,9 +113,9 @@ describe("up snapshot", () => {
         priority=1000 src=all fwmark=0x2 fwmask=0x2 table=2
         priority=32766 src=all table=254
       ipv6 table 2:
-        type=unicast dst=2001:db8:1::/64 dev=eth0 protocol=kernel scope=global metric=256 flags=[] pref=medium
-        type=unicast dst=default gateway=2001:db8:1::1 dev=eth0 protocol=ra scope=global metric=1024 flags=[] pref=medium
-        type=unicast dst=fe80::/64 dev=eth0 protocol=kernel scope=global metric=256 flags=[] pref=medium
+        type=unicast dst=2001:db8:1::/64 dev=eth0 protocol=83 scope=global metric=256 flags=[] pref=medium
+        type=unicast dst=default gateway=2001:db8:1::1 dev=eth0 protocol=83 scope=global metric=1024 flags=[] pref=medium
+        type=unicast dst=fe80::/64 dev=eth0 protocol=83 scope=global metric=256 flags=[] pref=medium
       ipv6 table 254:
         type=unicast dst=2000::/3 dev=tun0 protocol=boot scope=global metric=1024 flags=[] pref=medium
         type=unicast dst=2001:db8:1::/64 dev=eth0 protocol=kernel scope=global metric=256 flags=[] pref=medium
@@ -166,10 +166,10 @@ describe("up snapshot", () => {
         priority=32766 src=all table=254
         priority=32767 src=all table=253
       ipv4 table 2:
-        type=blackhole dst=203.0.113.0/24 protocol=boot scope=global flags=[]
-        type=unicast dst=192.0.2.0/24 dev=eth0 protocol=kernel scope=link prefsrc=192.0.2.10 metric=100 flags=[]
-        type=unicast dst=198.51.100.7 gateway=192.0.2.1 dev=eth0 protocol=boot scope=global flags=[]
-        type=unicast dst=default gateway=192.0.2.1 dev=eth0 protocol=dhcp scope=global prefsrc=192.0.2.10 metric=100 flags=[]
+        type=blackhole dst=203.0.113.0/24 protocol=83 scope=global flags=[]
+        type=unicast dst=192.0.2.0/24 dev=eth0 protocol=83 scope=link prefsrc=192.0.2.10 metric=100 flags=[]
+        type=unicast dst=198.51.100.7 gateway=192.0.2.1 dev=eth0 protocol=83 scope=global flags=[]
+        type=unicast dst=default gateway=192.0.2.1 dev=eth0 protocol=83 scope=global prefsrc=192.0.2.10 metric=100 flags=[]
       ipv4 table 254:
         type=blackhole dst=203.0.113.0/24 protocol=boot scope=global flags=[]
         type=unicast dst=0.0.0.0/1 gateway=10.8.0.1 dev=tun0 protocol=boot scope=global flags=[]
@@ -184,9 +184,9 @@ describe("up snapshot", () => {
         priority=1000 src=all fwmark=0x2 fwmask=0x2 table=2
         priority=32766 src=all table=254
       ipv6 table 2:
-        type=unicast dst=2001:db8:1::/64 dev=eth0 protocol=kernel scope=global metric=256 flags=[] pref=medium
-        type=unicast dst=default gateway=2001:db8:1::1 dev=eth0 protocol=ra scope=global metric=1024 flags=[] pref=medium
-        type=unicast dst=fe80::/64 dev=eth0 protocol=kernel scope=global metric=256 flags=[] pref=medium
+        type=unicast dst=2001:db8:1::/64 dev=eth0 protocol=83 scope=global metric=256 flags=[] pref=medium
+        type=unicast dst=default gateway=2001:db8:1::1 dev=eth0 protocol=83 scope=global metric=1024 flags=[] pref=medium
+        type=unicast dst=fe80::/64 dev=eth0 protocol=83 scope=global metric=256 flags=[] pref=medium
       ipv6 table 254:
         type=unicast dst=2000::/3 dev=tun0 protocol=boot scope=global metric=1024 flags=[] pref=medium
         type=unicast dst=2001:db8:1::/64 dev=eth0 protocol=kernel scope=global metric=256 flags=[] pref=medium

@@ -276,3 +276,45 @@ describe("shipped configuration file", () => {
     expect(values).toEqual(DEFAULTS);
   });
 });
+
+describe("configuration file syntax", () => {
+  let dir: string;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "splitroute-syntax-"));
+  });
+
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function loadText(text: string): () => unknown {
+    const path = join(dir, "splitroute.conf");
+    writeFileSync(path, text, { mode: 0o644 });
+    return () => loadConfig(path, {});
+  }
+
+  test("rejects unclosed section header", () => {
+    expect(loadText("[table\nid = 3\n")).toThrow(/line 1: invalid section header "\[table"/);
+  });
+
+  test("rejects line without equals sign", () => {
+    expect(loadText("[table]\nid 3\n")).toThrow(/line 2: invalid line "id 3"; write key = value/);
+  });
+
+  test("rejects key set twice", () => {
+    expect(loadText("[table]\nid = 2\nid = 3\n")).toThrow(/line 3: table.id is set again \(first on line 2\)/);
+  });
+
+  test("accepts comments and blank lines", () => {
+    expect(loadText("; comment\n# comment\n\n[table]\nid = 3 ; three\n")).not.toThrow();
+  });
+
+  test("rejects comment after section header", () => {
+    expect(loadText("[table] ; the table\nid = 3\n")).toThrow(/line 1: invalid section header "\[table\] ; the table"/);
+  });
+
+  test("treats empty SPLITROUTE_CONFIG as unset", () => {
+    expect(existsSync(DEFAULT_CONFIG_PATH) ? "present" : loadConfig(undefined, { SPLITROUTE_CONFIG: "" }).source).not.toContain("cannot read");
+  });
+});

@@ -1,5 +1,7 @@
 import { readFileSync } from "node:fs";
 
+import { applySteps } from "../../src/apply.js";
+import { createLogger } from "../../src/log.js";
 import { describe, expect, test } from "vitest";
 
 import { observeForDown, observeForUp } from "../../src/commands/observe-state.js";
@@ -306,7 +308,7 @@ describe("planUp", () => {
 
   test("earlier up flushes own table", async () => {
     const system = vpnHost();
-    system.addRoutes(4, 2, ["10.40.0.0/16 dev eth0"]);
+    system.addRoutes(4, 2, ["10.40.0.0/16 dev eth0 proto 83"]);
     const config = testConfig("nftables");
     const previous = installedState();
     const observed = await observeForUp(system, config, "tun1", "nftables", previous);
@@ -315,8 +317,21 @@ describe("planUp", () => {
     const ipv4 = steps[0]!;
     expect(ipv4.kind).toBe("run");
     const lines = ipv4.kind === "run" ? (ipv4.input ?? "").split("\n") : [];
-    expect(lines[0]).toBe("route flush table 2");
+    expect(lines[0]).toBe("route flush table 2 proto 83");
     expect(state.tunnels).toEqual(["tun0", "tun1"]);
+  });
+
+  test("foreign route in own table survives", async () => {
+    const system = vpnHost();
+    system.addRoutes(4, 2, ["10.40.0.0/16 dev eth0 proto 83", "10.50.0.0/16 dev eth0 proto static"]);
+    const config = testConfig("nftables");
+    const observed = await observeForUp(system, config, "tun1", "nftables", installedState());
+    const { steps } = planUp({ config, device: "tun1", backend: "nftables", previous: installedState(), observed });
+    await applySteps(system, steps, createLogger("text", "silent"));
+
+    const table = system.ip.tables[4].get(2) ?? [];
+    expect(table.filter((route) => route.dst === "10.50.0.0/16")).toHaveLength(1);
+    expect(table.filter((route) => route.dst === "10.40.0.0/16")).toHaveLength(0);
   });
 });
 
