@@ -53,7 +53,7 @@ function isOurRule(entry: ObservedRule, rule: RuleSpec): boolean {
 // the WireGuard tunnel: `not fwmark 51820 lookup 51820` takes everything that
 // is not WireGuard's own traffic.
 function isWgQuickRule(entry: ObservedRule): boolean {
-  return Number(entry.table) >= WG_QUICK_FIRST_TABLE || "suppress_prefixlength" in entry;
+  return Number(entry.table) >= WG_QUICK_FIRST_TABLE || "suppress_prefixlen" in entry;
 }
 
 /**

@@ -125,6 +125,22 @@ describe.skipIf(!isRoot)(`hook entry points (${SKIP_REASON})`, () => {
     expect(await host.state()).toBe(before);
   });
 
+  it("serializes hooks of two tunnels", async () => {
+    await host.run(["ip", "tuntap", "add", "dev", "tun1", "mode", "tun"]);
+    const baseline = await host.state();
+    for (let round = 0; round < 3; round += 1) {
+      const ups = await Promise.all(["tun0", "tun1", "tun0", "tun1"].map((device) => runHook(host, UP, [device], {})));
+      expect(ups.map((result) => result.exitCode)).toEqual([0, 0, 0, 0]);
+      const status = JSON.parse((await host.splitroute(["status", "--json"])).stdout);
+      expect(status.state.tunnels).toEqual(["tun0", "tun1"]);
+      expect(status.drift).toEqual([]);
+      const downs = await Promise.all(["tun1", "tun0"].map((device) => runHook(host, DOWN, [device], {})));
+      expect(downs.map((result) => result.exitCode)).toEqual([0, 0]);
+      expect(await host.state()).toBe(baseline);
+    }
+    await host.run(["ip", "link", "del", "tun1"]);
+  });
+
   it("rejects a hostile device name", async () => {
     const result = await runHook(host, UP, [], { dev: "tun0; rm -rf /" });
     expect(result.exitCode).toBe(2);

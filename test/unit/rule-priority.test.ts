@@ -9,7 +9,7 @@ import type { FakeSystem } from "../fake/system.js";
 // What `ip -N -j rule show` prints for wg-quick's two rules.
 function wgQuickRules(priority: number): ObservedRule[] {
   return [
-    { priority: priority - 1, src: "all", table: "254", suppress_prefixlength: 0 },
+    { priority: priority - 1, src: "all", table: "254", suppress_prefixlen: 0 },
     { priority, not: null, src: "all", fwmark: "0xca6c", table: "51820" },
   ];
 }
@@ -61,7 +61,7 @@ describe("up next to wg-quick", () => {
     await down(context, "wg0");
     await down(context, "tun0");
     for (const family of [4, 6] as const) {
-      system.ip.rules[family] = system.ip.rules[family].filter((rule) => Number(rule.table) < 51820 && !("suppress_prefixlength" in rule));
+      system.ip.rules[family] = system.ip.rules[family].filter((rule) => Number(rule.table) < 51820 && !("suppress_prefixlen" in rule));
     }
     expect(system.render()).toBe(before);
   });
