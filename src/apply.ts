@@ -3,6 +3,19 @@ import type { Logger } from "./log.js";
 import { renderStep, type Step } from "./plan/step.js";
 import type { System } from "./system/system.js";
 
+// Tests of crash recovery set SPLITROUTE_TEST_KILL_AFTER_STEP=N to have the
+// process kill itself with SIGKILL once N steps of this run have completed
+// (0: before the first). Nothing else reads it.
+const killAfter = process.env.SPLITROUTE_TEST_KILL_AFTER_STEP;
+let completedSteps = 0;
+
+/** Kills this process if a crash test asked for it at this point. */
+export function crashPoint(): void {
+  if (killAfter !== undefined && Number(killAfter) === completedSteps) {
+    process.kill(process.pid, "SIGKILL");
+  }
+}
+
 /** Runs one step, logging it first as a command line an administrator could replay. */
 export async function runStep(system: System, step: Step, log: Logger): Promise<void> {
   const fields = step.kind === "run" ? { argv: step.argv, inputLines: step.input?.split("\n").length ?? 0 } : { sysctl: step.key, value: step.value };
@@ -18,6 +31,9 @@ export async function runStep(system: System, step: Step, log: Logger): Promise<
     }
   } catch (error) {
     throw withContext(step.summary, error);
+  } finally {
+    completedSteps += 1;
+    crashPoint();
   }
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 
+import { cleanup } from "./commands/cleanup.js";
 import { down } from "./commands/down.js";
 import type { Context } from "./commands/context.js";
 import { renderStatus, status } from "./commands/status.js";
@@ -19,6 +20,8 @@ const USAGE = `usage: splitroute COMMAND [options] [DEVICE] [ignored OpenVPN arg
 Commands:
   up        install the bypass for a tunnel (or add the tunnel to it)
   down      remove the tunnel; the last one removes everything splitroute installed
+  cleanup   remove everything splitroute owns in this network namespace, with or
+            without a state file (after a crash, or to start over)
   status    show what is installed and whether the system still matches
             (exit code 1 when it no longer matches)
 
@@ -69,6 +72,11 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
           "with OpenVPN's user/group options, run it through the down-root plugin (see the README); until then the bypass stays, and 'splitroute down' as root removes it",
         );
         await down(makeContext(configForRecord(values.config, env, log), log, env), device);
+        return 0;
+      }
+      case "cleanup": {
+        requireRoot("cleanup", "run it as root");
+        await cleanup(makeContext(configForRecord(values.config, env, log), log, env));
         return 0;
       }
       case "status": {

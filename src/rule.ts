@@ -33,6 +33,16 @@ export function hasRule(rules: readonly ObservedRule[], rule: RuleSpec): boolean
   return rules.some((entry) => isOurRule(entry, rule));
 }
 
+/**
+ * Returns our rules at any priority: a run killed after moving the rule, or
+ * one with an older configuration, can leave ours at another priority.
+ */
+export function findOurRules(rules: readonly ObservedRule[], rule: Omit<RuleSpec, "priority">): RuleSpec[] {
+  return rules
+    .filter((entry) => entry.priority !== undefined && isOurRule(entry, { ...rule, priority: entry.priority }))
+    .map((entry) => ({ ...rule, priority: entry.priority! }));
+}
+
 // A rule is ours when priority, mark, mask and table all match and it has no
 // other selector. Anything else at our priority belongs to someone else.
 function isOurRule(entry: ObservedRule, rule: RuleSpec): boolean {

@@ -1,4 +1,4 @@
-import { applySteps } from "../apply.js";
+import { applySteps, crashPoint } from "../apply.js";
 import { chooseBackend, type FirewallBackend } from "../firewall/backend.js";
 import { hex } from "../firewall/marking.js";
 import { planUp } from "../plan/up.js";
@@ -31,6 +31,7 @@ export async function up(context: Context, device: string): Promise<void> {
     // Recorded before the first change, so that a run killed half-way still
     // leaves a record of what may exist.
     await store.write(state);
+    crashPoint();
     try {
       await applySteps(system, steps, log);
     } catch (error) {

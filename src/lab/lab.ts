@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { AggregateFailure, withContext } from "../errors.js";
 import { createSelfSignedCertificate, type Certificate } from "./certificates.js";
 import { deleteNamespace, newNamespacePrefix, runInNamespace, setSysctls } from "./namespaces.js";
-import { readLog, startOpenVpn, stopOpenVpn, type OpenVpnInstance } from "./openvpn.js";
-import { renderClientConfig, renderServerConfig, type ClientHooks } from "./openvpn-config.js";
+import { killOpenVpn, READY_MESSAGE, readLog, signalOpenVpn, startOpenVpn, stopOpenVpn, waitForLogText, type OpenVpnInstance } from "./openvpn.js";
+import { OPENVPN_PORT, renderClientConfig, renderServerConfig, type ClientHooks } from "./openvpn-config.js";
 import { connectAndReadLine, ProbeSession, startListener, writeProbeProgram, type ConnectResult } from "./probe.js";
 import type { LabProcess } from "./processes.js";
 import { readNamespaceState } from "./state.js";
@@ -40,6 +40,8 @@ import {
 
 export { LAB_ADDRESSES, type LabNames } from "./topology.js";
 export type { ClientHooks } from "./openvpn-config.js";
+export { OPENVPN_PORT } from "./openvpn-config.js";
+export { READY_MESSAGE as OPENVPN_READY_MESSAGE } from "./openvpn.js";
 export type { ConnectResult } from "./probe.js";
 export { ProbeSession } from "./probe.js";
 export {
@@ -61,12 +63,27 @@ export const SSH_PORT = 22;
 export const WEB_PORT = 80;
 /** How long a probe connection waits for the first line before it counts as failed. */
 export const CONNECT_TIMEOUT_MS = 2_500;
+/** Default time waitForClientLog() waits for its text. */
+export const LOG_WAIT_TIMEOUT_MS = 30_000;
+
+// The nftables table that blockVpnServer() adds in the vpn namespace.
+const BLOCK_TABLE = "splitroute_lab_block";
 
 export interface VpnClientOptions {
   /** `up` and `down` commands for the client. Without them, OpenVPN runs no scripts. */
   hooks?: ClientHooks;
   /** Environment variables passed to the hooks through `setenv`. */
   setenv?: Readonly<Record<string, string>>;
+  /**
+   * Lines added at the end of the client config, such as "persist-tun",
+   * "up-restart", "ping-restart 3", "user nobody" or a `plugin` line.
+   */
+  extraConfig?: readonly string[];
+}
+
+export interface VpnServerOptions {
+  /** Lines added at the end of the server config, such as "ping 1". */
+  extraConfig?: readonly string[];
 }
 
 export interface WireGuardClientOptions {
@@ -102,13 +119,37 @@ export interface Lab {
   readonly names: LabNames;
   /** Temp folder with certificates, configs, logs and pid files, deleted by destroy(). */
   readonly tempDir: string;
-  startVpnServer(): Promise<void>;
+  startVpnServer(options?: VpnServerOptions): Promise<void>;
+  /**
+   * Drops the OpenVPN port's UDP traffic in both directions inside the vpn
+   * namespace, so the client hears nothing from the server while the server
+   * keeps running.
+   */
+  blockVpnServer(): Promise<void>;
+  /** Removes the drop rules of blockVpnServer(). */
+  unblockVpnServer(): Promise<void>;
   /** Starts the client, with `options` in place of the lab's clientHooks and clientSetenv when given. */
   startVpnClient(options?: VpnClientOptions): Promise<void>;
   /** Stops the client and waits until OpenVPN, and with it the down hook, has finished. */
   stopVpnClient(): Promise<void>;
+  /**
+   * Sends `signal` to the running client without waiting, such as SIGUSR1
+   * for a soft restart. Read clientLogOffset() before, and pass it to
+   * waitForClientLog() to wait for what follows.
+   */
+  signalVpnClient(signal: NodeJS.Signals): void;
+  /** Kills the client with SIGKILL and waits for its exit. OpenVPN runs no down script then. */
+  killVpnClient(): Promise<void>;
   /** Returns the current or last client log, "" before the first start. Hook output appears here too. */
   clientLog(): Promise<string>;
+  /** Returns the current length of the client log in characters, for waitForClientLog() and for slicing clientLog(). */
+  clientLogOffset(): Promise<number>;
+  /**
+   * Waits until the running client's log contains `text` at or after character
+   * offset `fromOffset` and returns the offset just past it. Throws with the log
+   * tail when the client exits first or after `timeoutMs` (default LOG_WAIT_TIMEOUT_MS).
+   */
+  waitForClientLog(text: string, fromOffset: number, timeoutMs?: number): Promise<number>;
   /** Returns whether the remote host (203.0.113.10 or 2001:db8:3::10) receives the client's banner from port 22 of its uplink address. */
   connectInbound(family: AddressFamily): Promise<boolean>;
   /** Connects like connectInbound() and returns the line received or why the connection failed. */
@@ -227,13 +268,14 @@ class NamespaceLab implements Lab {
     );
   }
 
-  async startVpnServer(): Promise<void> {
+  async startVpnServer(serverOptions: VpnServerOptions = {}): Promise<void> {
     this.assertUsable();
     if (this.server !== undefined) {
       throw new Error("the OpenVPN server is already running");
     }
     const configPath = join(this.tempDir, "server.conf");
-    await writeFile(configPath, renderServerConfig(this.serverCertificate!, this.clientCertificate!.fingerprint), { mode: 0o600 });
+    const config = renderServerConfig(this.serverCertificate!, this.clientCertificate!.fingerprint, serverOptions.extraConfig);
+    await writeFile(configPath, config, { mode: 0o600 });
 
     this.server = await startOpenVpn(
       {
@@ -266,6 +308,7 @@ class NamespaceLab implements Lab {
       serverFingerprint: this.serverCertificate!.fingerprint,
       hooks: clientOptions === undefined ? this.options.clientHooks : clientOptions.hooks,
       setenv: clientOptions === undefined ? this.options.clientSetenv : clientOptions.setenv,
+      extraConfig: clientOptions?.extraConfig,
     });
     await writeFile(configPath, config, { mode: 0o600 });
     this.lastClientLogPath = logPath;
@@ -289,8 +332,63 @@ class NamespaceLab implements Lab {
     }
   }
 
+  signalVpnClient(signal: NodeJS.Signals): void {
+    this.assertUsable();
+    signalOpenVpn(this.runningClient(), signal);
+  }
+
+  async killVpnClient(): Promise<void> {
+    const client = this.runningClient();
+    this.client = undefined;
+    try {
+      await killOpenVpn(client);
+    } finally {
+      this.processes.delete(client.process);
+    }
+  }
+
   async clientLog(): Promise<string> {
     return this.lastClientLogPath === undefined ? "" : readLog(this.lastClientLogPath);
+  }
+
+  async clientLogOffset(): Promise<number> {
+    return (await this.clientLog()).length;
+  }
+
+  async waitForClientLog(text: string, fromOffset: number, timeoutMs = LOG_WAIT_TIMEOUT_MS): Promise<number> {
+    this.assertUsable();
+    const client = this.runningClient();
+    return waitForLogText(client.process, client.logPath, text, fromOffset, timeoutMs);
+  }
+
+  async blockVpnServer(): Promise<void> {
+    this.assertUsable();
+    const ruleset = [
+      `table inet ${BLOCK_TABLE} {`,
+      "  chain input {",
+      "    type filter hook input priority filter; policy accept;",
+      `    udp dport ${OPENVPN_PORT} drop`,
+      "  }",
+      "  chain output {",
+      "    type filter hook output priority filter; policy accept;",
+      `    udp sport ${OPENVPN_PORT} drop`,
+      "  }",
+      "}",
+      "",
+    ].join("\n");
+    await runInNamespace(this.names.vpn, ["nft", "-f", "-"], ruleset);
+  }
+
+  async unblockVpnServer(): Promise<void> {
+    this.assertUsable();
+    await runInNamespace(this.names.vpn, ["nft", "delete", "table", "inet", BLOCK_TABLE]);
+  }
+
+  private runningClient(): OpenVpnInstance {
+    if (this.client === undefined) {
+      throw new Error("the OpenVPN client is not running");
+    }
+    return this.client;
   }
 
   async connectInbound(family: AddressFamily): Promise<boolean> {

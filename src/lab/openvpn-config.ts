@@ -13,8 +13,12 @@ export interface ClientHooks {
    * netmask, and "init" or "restart".
    */
   up: string;
-  /** Command line for `down`, split the same way. OpenVPN runs it while shutting down. */
-  down: string;
+  /**
+   * Command line for `down`, split the same way. OpenVPN runs it after it
+   * closes the tunnel device. Without it, the config has no `down` line, as
+   * when a down-root plugin runs the down script.
+   */
+  down?: string;
 }
 
 export interface ClientConfigOptions {
@@ -23,6 +27,8 @@ export interface ClientConfigOptions {
   hooks?: ClientHooks;
   /** Extra environment variables for the hooks, written as `setenv NAME VALUE`. */
   setenv?: Readonly<Record<string, string>>;
+  /** Lines added verbatim after all others, such as "persist-tun" or "ping-restart 3". */
+  extraConfig?: readonly string[];
 }
 
 // Settings shared by both ends. disable-dco keeps the classic tun device on
@@ -30,7 +36,8 @@ export interface ClientConfigOptions {
 // everywhere. Logging goes to the file given by --log on the command line.
 const COMMON_LINES = ["dev tun", "proto udp4", "disable-dco", "verb 3"];
 
-export function renderServerConfig(certificate: Certificate, clientFingerprint: string): string {
+/** Renders the server's config. `extraConfig` lines, such as "ping 1", are added verbatim after all others. */
+export function renderServerConfig(certificate: Certificate, clientFingerprint: string, extraConfig: readonly string[] = []): string {
   return lines([
     "# splitroute test lab: OpenVPN server",
     ...COMMON_LINES,
@@ -47,6 +54,7 @@ export function renderServerConfig(certificate: Certificate, clientFingerprint: 
     `cert ${quoteParameter(certificate.certPath)}`,
     `key ${quoteParameter(certificate.keyPath)}`,
     `peer-fingerprint ${clientFingerprint}`,
+    ...checkExtraLines(extraConfig),
   ]);
 }
 
@@ -72,9 +80,23 @@ export function renderClientConfig(options: ClientConfigOptions): string {
 
   if (options.hooks !== undefined) {
     config.push(`up ${quoteParameter(options.hooks.up)}`);
-    config.push(`down ${quoteParameter(options.hooks.down)}`);
+    if (options.hooks.down !== undefined) {
+      config.push(`down ${quoteParameter(options.hooks.down)}`);
+    }
   }
+  config.push(...checkExtraLines(options.extraConfig ?? []));
   return lines(config);
+}
+
+// Each entry must stay one config line, or a stray line break would slip an
+// option into the file that the caller never listed.
+function checkExtraLines(extraConfig: readonly string[]): readonly string[] {
+  for (const line of extraConfig) {
+    if (/[\n\r\0]/.test(line)) {
+      throw new Error(`invalid extra OpenVPN config line ${JSON.stringify(line)}: it contains a line break or NUL`);
+    }
+  }
+  return extraConfig;
 }
 
 /**

@@ -4,7 +4,8 @@ import { readFile } from "node:fs/promises";
 import { inNamespace } from "./namespaces.js";
 import { LabProcess, sleep } from "./processes.js";
 
-const READY_MESSAGE = "Initialization Sequence Completed";
+/** The line OpenVPN logs once it is connected, after the first start and after every restart. */
+export const READY_MESSAGE = "Initialization Sequence Completed";
 const POLL_INTERVAL_MS = 100;
 const DEFAULT_START_TIMEOUT_MS = 30_000;
 const LOG_TAIL_LINES = 40;
@@ -65,25 +66,47 @@ export async function stopOpenVpn(instance: OpenVpnInstance): Promise<void> {
   await instance.process.stop(instance.pid);
 }
 
+/**
+ * Sends `signal` to the pid from --writepid without waiting. OpenVPN restarts
+ * on SIGUSR1 and SIGHUP and exits on SIGTERM and SIGINT.
+ */
+export function signalOpenVpn(instance: OpenVpnInstance, signal: NodeJS.Signals): void {
+  instance.process.signal(signal, instance.pid);
+}
+
+/** Sends SIGKILL and waits for the exit. OpenVPN runs no down script then. */
+export async function killOpenVpn(instance: OpenVpnInstance): Promise<void> {
+  await instance.process.kill(instance.pid);
+}
+
 async function waitForReadyMessage(openvpn: LabProcess, options: OpenVpnStartOptions): Promise<void> {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  await waitForLogText(openvpn, options.logPath, READY_MESSAGE, 0, options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+}
+
+/**
+ * Waits until the log contains `text` at or after character offset
+ * `fromOffset` and returns the offset just past its first occurrence there.
+ * Throws with the log tail when OpenVPN exits first or `timeoutMs` passes.
+ */
+export async function waitForLogText(openvpn: LabProcess, logPath: string, text: string, fromOffset: number, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
 
   for (;;) {
-    const log = await readLog(options.logPath);
-    if (log.includes(READY_MESSAGE)) {
-      return;
+    const log = await readLog(logPath);
+    const found = log.indexOf(text, fromOffset);
+    if (found >= 0) {
+      return found + text.length;
     }
 
     const exit = openvpn.exitStatus;
     if (exit !== undefined) {
       const status = exit.signal ?? `exit code ${exit.exitCode}`;
       const stderr = exit.stderr.trim() === "" ? "" : `\nstderr:\n${exit.stderr.trim()}`;
-      throw new Error(`${options.label} exited (${status}) before "${READY_MESSAGE}".${stderr}\n${formatLogTail(options.logPath, log)}`);
+      throw new Error(`${openvpn.label} exited (${status}) before "${text}".${stderr}\n${formatLogTail(logPath, log)}`);
     }
 
     if (Date.now() >= deadline) {
-      throw new Error(`${options.label} timed out after ${timeoutMs} ms waiting for "${READY_MESSAGE}".\n${formatLogTail(options.logPath, log)}`);
+      throw new Error(`${openvpn.label} timed out after ${timeoutMs} ms waiting for "${text}".\n${formatLogTail(logPath, log)}`);
     }
     await sleep(POLL_INTERVAL_MS);
   }

@@ -84,6 +84,30 @@ export class LabProcess {
     await this.exit;
     throw new Error(`${this.label} (pid ${target}) did not exit within ${timeoutMs} ms of SIGTERM and was killed with SIGKILL`);
   }
+
+  /**
+   * Sends `signal` to `pid` (default: the child's own pid) without waiting.
+   * Throws when the child has already exited, so a signal never reaches a
+   * process that reused the pid.
+   */
+  signal(signal: NodeJS.Signals, pid?: number): void {
+    if (this.exitResult !== undefined) {
+      throw new Error(`${this.label} has already exited; cannot send ${signal}`);
+    }
+    sendSignal(pid ?? this.pid, signal);
+  }
+
+  /**
+   * Sends SIGKILL to `pid` (default: the child's own pid) and waits until the
+   * child has exited. The process gets no chance to clean up, as after a
+   * crash or an out-of-memory kill.
+   */
+  async kill(pid?: number): Promise<ProcessExit> {
+    if (this.exitResult === undefined && this.subprocess.pid !== undefined) {
+      sendSignal(pid ?? this.pid, "SIGKILL");
+    }
+    return this.exit;
+  }
 }
 
 function sendSignal(pid: number, signal: NodeJS.Signals): void {

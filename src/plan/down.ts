@@ -1,7 +1,7 @@
 import type { FirewallBackend } from "../firewall/backend.js";
 import { planMangleCleanup } from "../firewall/iptables-nft.js";
 import { flushOurRoutes } from "./up.js";
-import { hasRule, ruleSelector, type ObservedRule } from "../rule.js";
+import { findOurRules, ruleSelector, type ObservedRule } from "../rule.js";
 import type { Family } from "../snapshot/route.js";
 import type { SysctlChange } from "../rpfilter.js";
 import type { State } from "../state.js";
@@ -51,11 +51,9 @@ export function planDown(state: State, device: string, observed: DownObserved): 
 export function planRemoval(state: State, observed: DownObserved): DownPlan {
   const steps: Step[] = [];
   const warnings: string[] = [];
-  const rule = { tableId: state.table.id, priority: state.priority, mark: state.mark };
-
   for (const family of families(state, observed)) {
     const lines: string[] = [];
-    if (hasRule(observed.rules[family], rule)) {
+    for (const rule of findOurRules(observed.rules[family], { tableId: state.table.id, mark: state.mark })) {
       lines.push(["rule", "del", ...ruleSelector(rule)].join(" "));
     }
     if (observed.tableSize[family] > 0) {

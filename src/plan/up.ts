@@ -4,7 +4,7 @@ import type { FirewallBackend } from "../firewall/backend.js";
 import { isOurRoute, ROUTE_PROTOCOL } from "../owner.js";
 import type { CreatedMangleObjects } from "../firewall/iptables-nft.js";
 import { planSrcValidMark, type UplinkSysctls } from "../rpfilter.js";
-import { chooseRulePriority, hasRule, ruleSelector, type ObservedRule } from "../rule.js";
+import { chooseRulePriority, findOurRules, hasRule, ruleSelector, type ObservedRule } from "../rule.js";
 import { routeAddArgs, routeDevices } from "../snapshot/render.js";
 import { selectRoutes } from "../snapshot/select.js";
 import type { Family, Route } from "../snapshot/route.js";
@@ -64,7 +64,6 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
   const routes = snapshotRoutes(config, tunnels, observed.main);
   const priority = chooseRulePriority(config.table.priority, [...observed.rules[4], ...observed.rules[6]]);
   const rule = { tableId: config.table.id, priority, mark: config.mark };
-  const movedFrom = previous !== undefined && previous.priority !== priority ? { ...rule, priority: previous.priority } : undefined;
   const steps: Step[] = [];
 
   for (const family of observed.families) {
@@ -79,8 +78,9 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     for (const route of routes[family]) {
       lines.push(routeAddArgs({ ...route, protocol: String(ROUTE_PROTOCOL) }, config.table.id).join(" "));
     }
-    if (movedFrom !== undefined && hasRule(observed.rules[family], movedFrom)) {
-      lines.push(["rule", "del", ...ruleSelector(movedFrom)].join(" "));
+    // Ours at another priority: moved earlier, or left by a run that was killed.
+    for (const stale of findOurRules(observed.rules[family], rule).filter((found) => found.priority !== priority)) {
+      lines.push(["rule", "del", ...ruleSelector(stale)].join(" "));
     }
     if (!hasRule(observed.rules[family], rule)) {
       lines.push(["rule", "add", ...ruleSelector(rule)].join(" "));

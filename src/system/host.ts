@@ -52,6 +52,17 @@ export class HostSystem implements System {
     }
   }
 
+  async readText(path: string): Promise<string | undefined> {
+    try {
+      return await readFile(path, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
   async writeSysctl(key: string, value: string): Promise<void> {
     await writeFile(sysctlPath(key), value);
   }

@@ -18,4 +18,6 @@ export interface System {
   /** Reads a sysctl such as "net.ipv4.conf.eth0.rp_filter"; undefined if it does not exist. */
   readSysctl(key: string): Promise<string | undefined>;
   writeSysctl(key: string, value: string): Promise<void>;
+  /** Reads a text file such as /proc/net/ip_tables_names; undefined if it does not exist. */
+  readText(path: string): Promise<string | undefined>;
 }

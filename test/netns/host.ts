@@ -77,6 +77,11 @@ export async function createTestHost(): Promise<TestHost> {
     await inHost(["ip", "link", "set", "tun0", "up"]);
     await inHost(["ip", "addr", "add", "198.18.0.2/24", "dev", "tun0"]);
 
+    // The peer stands in for a router and a remote host at once. Without
+    // arp_announce=2 its ARP requests would carry the remote address, which
+    // a host with strict rp_filter rightly ignores once the VPN's routes
+    // point that address into the tunnel; a real router asks from its own.
+    await inPeer(["sysctl", "-q", "-w", "net.ipv4.conf.all.arp_announce=2"]);
     await inPeer(["ip", "link", "set", "eth0", "up"]);
     await inPeer(["ip", "addr", "add", `${ADDRESSES.gateway.v4}/24`, "dev", "eth0"]);
     await inPeer(["ip", "addr", "add", `${ADDRESSES.gateway.v6}/64`, "dev", "eth0", "nodad"]);
