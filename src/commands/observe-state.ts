@@ -34,7 +34,8 @@ export async function observeForUp(
   previous: State | undefined,
 ): Promise<UpObserved> {
   const families = await activeFamilies(system);
-  const main = { 4: await readTable(system, 4, "main"), 6: families.includes(6) ? await readTable(system, 6, "main") : [] };
+  const source = config.snapshot.table;
+  const main = { 4: await readTable(system, 4, source), 6: families.includes(6) ? await readTable(system, 6, source) : [] };
   const table = {
     4: await readTable(system, 4, config.table.id),
     6: families.includes(6) ? await readTable(system, 6, config.table.id) : [],

@@ -1,4 +1,5 @@
 import { applySteps, crashPoint } from "../apply.js";
+import { checkEarlyRpFilter, checkMarkedRoute } from "../checks.js";
 import { chooseBackend, type FirewallBackend } from "../firewall/backend.js";
 import { hex } from "../firewall/marking.js";
 import { planUp } from "../plan/up.js";
@@ -47,6 +48,9 @@ export async function up(context: Context, device: string): Promise<void> {
       throw new Error(`up for ${device} failed and was rolled back: ${reason}`, { cause: error });
     }
     warnWithoutDefaultRoute(context, state, device);
+    for (const problem of [...(await checkMarkedRoute(system, state)), ...(await checkEarlyRpFilter(system, state))]) {
+      log.warn(`the bypass may not work: ${problem}`);
+    }
     if (state.priority !== config.table.priority) {
       log.warn(`rule placed at priority ${state.priority} instead of table.priority ${config.table.priority}, so that it comes before wg-quick's rules`);
     }

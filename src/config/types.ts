@@ -18,7 +18,8 @@ export interface Config {
   source: string;
   table: { name: string; id: number; priority: number };
   mark: { value: number; mask: number };
-  snapshot: { exclude: string[] };
+  /** `table` is the table copied: "main", another name declared in rt_tables, or a number. */
+  snapshot: { exclude: string[]; table: string };
   firewall: { backend: BackendChoice };
   bypass: Bypass[];
 }

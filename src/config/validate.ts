@@ -65,6 +65,12 @@ const SNAPSHOT_KEYS: Record<string, KeySpec> = {
       .pipe(z.array(z.string().regex(INTERFACE_GLOB))),
     allowed: "interface names or patterns with '*', separated by spaces, each at most 15 characters of A-Z a-z 0-9 _ . @ : + -",
   },
+  table: {
+    // Some hosts keep their default route in a table of their own and reach
+    // it through a rule; the copy must come from there.
+    schema: z.string().regex(/^([A-Za-z][A-Za-z0-9_-]{0,30}|[1-9][0-9]{0,9})$/).refine((table) => !["local", "default", "unspec"].includes(table) && (!/^[0-9]+$/.test(table) || Number(table) <= 0xffff_ffff)),
+    allowed: "main, a table name declared in /etc/iproute2/rt_tables, or a table number",
+  },
 };
 
 const FIREWALL_KEYS: Record<string, KeySpec> = {
@@ -88,7 +94,7 @@ const BYPASS_NAME = /^[A-Za-z0-9_-]{1,32}$/;
 export const DEFAULTS: Omit<Config, "source"> = {
   table: { name: "redirect", id: 2, priority: 1000 },
   mark: { value: 0x2, mask: 0x2 },
-  snapshot: { exclude: ["tun*", "tap*", "wg*"] },
+  snapshot: { exclude: ["tun*", "tap*", "wg*"], table: "main" },
   firewall: { backend: "auto" },
   bypass: [{ name: "ssh", protocol: "tcp", localPort: 22 }],
 };
@@ -192,6 +198,9 @@ function checkCombinations(config: Config, problems: string[]): void {
     problems.push(
       `mark.value: ${hex(value)} with mask ${hex(mask)} matches wg-quick's mark ${hex(WG_QUICK_MARK)}; choose bits that are not all set in ${hex(WG_QUICK_MARK)}`,
     );
+  }
+  if (config.snapshot.table === String(config.table.id) || config.snapshot.table === config.table.name) {
+    problems.push(`snapshot.table: ${config.snapshot.table} is splitroute's own table; copy from main or the table that holds the default route`);
   }
   const seen = new Set<string>();
   for (const bypass of config.bypass) {

@@ -102,6 +102,9 @@ export class FakeIp {
       this.addRoute(family, verb, rest);
       return "";
     }
+    if (object === "route" && verb === "get") {
+      return this.getRoute(family, rest);
+    }
     if (object === "route" && verb === "flush") {
       this.flushRoutes(family, rest);
       return "";
@@ -121,6 +124,35 @@ export class FakeIp {
       return "";
     }
     throw new Unsupported(`ip ${inBatch ? "batch line" : "command"} "${words.join(" ")}"`);
+  }
+
+  /**
+   * Answers `route get DST mark M` by walking the rules in order. NOTE: only
+   * fwmark selectors (with `not`) are modelled, and a table answers when it
+   * holds a default route; the kernel's longest-prefix match is not.
+   */
+  private getRoute(family: Family, words: readonly string[]): string {
+    if (words.length !== 3 || words[1] !== "mark") {
+      throw new Unsupported(`ip route get "${words.join(" ")}" (only "route get DST mark M" is modelled)`);
+    }
+    const mark = Number(words[2]);
+    for (const rule of this.rules[family]) {
+      const selectors = Object.keys(rule).filter((key) => !["priority", "src", "table", "not", "fwmark", "fwmask"].includes(key));
+      if (rule.src !== "all" || selectors.length > 0) {
+        continue;
+      }
+      const matches = rule.fwmark === undefined || (mark & Number(rule.fwmask ?? "0xffffffff")) === Number(rule.fwmark);
+      if (matches === ("not" in rule)) {
+        continue;
+      }
+      const table = Number(rule.table);
+      const route = (this.tables[family].get(table) ?? []).find((entry) => entry.dst === "default");
+      if (route !== undefined) {
+        const answer = { dst: words[0], ...(table === 254 ? {} : { table: String(table) }), dev: route.dev };
+        return `${JSON.stringify([answer])}\n`;
+      }
+    }
+    throw new ToolFailure(2, "RTNETLINK answers: Network is unreachable\n");
   }
 
   private showRoutes(family: Family, options: Options, words: readonly string[]): string {

@@ -21,6 +21,9 @@ export class FakeNft {
   readonly tables = new Map<string, string[]>();
 
   run(args: readonly string[], input: string | undefined): CommandResult {
+    if (args.length === 2 && args[0] === "list" && args[1] === "ruleset") {
+      return succeed([...this.tables].map(([key, body]) => renderTable(key, body)).join(""));
+    }
     if (args.length === 2 && args[0] === "list" && args[1] === "tables") {
       return succeed([...this.tables.keys()].map((key) => `table ${key}\n`).join(""));
     }

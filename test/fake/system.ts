@@ -105,6 +105,13 @@ export class FakeSystem implements System {
     return this.tools.has(tool);
   }
 
+  /** Files readText returns, by path. */
+  readonly files = new Map<string, string>();
+
+  async readText(path: string): Promise<string | undefined> {
+    return this.files.get(path);
+  }
+
   async readSysctl(key: string): Promise<string | undefined> {
     return this.sysctls.get(key);
   }

@@ -13,7 +13,7 @@ const BACKENDS: FirewallBackend[] = ["nftables", "iptables", "iptables-nft", "ip
 
 /** Returns the argv of every command that may change the fake, formatted as one line each. */
 function changingCommands(system: FakeSystem): string[] {
-  const reads = [/ route show /, / rule show$/, /-save -t mangle$/, /^nft list /, / --version$/];
+  const reads = [/ route show /, / route get /, / rule show$/, /-save -t mangle$/, /^nft list /, / --version$/];
   return system.commands.map((argv) => argv.join(" ")).filter((line) => !reads.some((pattern) => pattern.test(line)));
 }
 
@@ -234,7 +234,9 @@ describe("up snapshot", () => {
     await up(testContext(system, testConfig("iptables")), "tun0");
     const changes = changingCommands(system);
     expect(changes).toEqual(["ip -4 -batch -", "ip -6 -batch -", "iptables-restore --noflush", "ip6tables-restore --noflush"]);
-    const lines = system.commands.map((argv) => argv.join(" "));
+    // After the changes, up only asks where marked traffic goes now.
+    const postChecks = [/ route get /, /^nft list ruleset$/];
+    const lines = system.commands.map((argv) => argv.join(" ")).filter((line) => !postChecks.some((pattern) => pattern.test(line)));
     expect(lines.slice(-changes.length)).toEqual(changes);
   });
 });
@@ -535,7 +537,10 @@ describe.each(BACKENDS)("up and down with %s", (backend) => {
     expect(renderStatus(report)).toContain("live:      matches the record");
 
     system.setUp(["ip", "-4", "-batch", "-"], "rule del fwmark 0x2/0x2 lookup 2 priority 1000\n");
-    expect((await status(context)).drift).toEqual(["the IPv4 rule at priority 1000 is missing"]);
+    const drift = (await status(context)).drift;
+    expect(drift[0]).toBe("the IPv4 rule at priority 1000 is missing");
+    expect(drift[1]).toMatch(/^IPv4 marked traffic to 203.0.113.1 is routed by table 254 via eth0, not by table 2/);
+    expect(drift).toHaveLength(2);
   });
 });
 

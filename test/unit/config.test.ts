@@ -68,7 +68,7 @@ describe("validateConfig", () => {
     expect(DEFAULTS).toEqual({
       table: { name: "redirect", id: 2, priority: 1000 },
       mark: { value: 0x2, mask: 0x2 },
-      snapshot: { exclude: ["tun*", "tap*", "wg*"] },
+      snapshot: { exclude: ["tun*", "tap*", "wg*"], table: "main" },
       firewall: { backend: "auto" },
       bypass: [{ name: "ssh", protocol: "tcp", localPort: 22 }],
     });
@@ -79,7 +79,7 @@ describe("validateConfig", () => {
       source: SOURCE,
       table: { name: "bypass", id: 100, priority: 500 },
       mark: { value: 0x100, mask: 0x300 },
-      snapshot: { exclude: ["tun*", "wg*", "ppp0"] },
+      snapshot: { exclude: ["tun*", "wg*", "ppp0"], table: "main" },
       firewall: { backend: "iptables-legacy" },
       bypass: [
         { name: "ssh", protocol: "tcp", localPort: 2222 },
@@ -316,5 +316,20 @@ describe("configuration file syntax", () => {
 
   test("treats empty SPLITROUTE_CONFIG as unset", () => {
     expect(existsSync(DEFAULT_CONFIG_PATH) ? "present" : loadConfig(undefined, { SPLITROUTE_CONFIG: "" }).source).not.toContain("cannot read");
+  });
+});
+
+describe("snapshot.table", () => {
+  test("accepts a name or number", () => {
+    expect(validateConfig(parse("[snapshot]\ntable = uplink\n"), "/etc/x.conf").snapshot.table).toBe("uplink");
+    expect(validateConfig(parse("[snapshot]\ntable = 100\n"), "/etc/x.conf").snapshot.table).toBe("100");
+  });
+
+  test("rejects splitroute's own table", () => {
+    expect(() => validateConfig(parse("[snapshot]\ntable = 2\n"), "/etc/x.conf")).toThrow(/snapshot.table: 2 is splitroute's own table/);
+  });
+
+  test("rejects an invalid table", () => {
+    expect(() => validateConfig(parse("[snapshot]\ntable = local\n"), "/etc/x.conf")).toThrow(/snapshot.table: invalid value "local"/);
   });
 });

@@ -1,0 +1,77 @@
+import { hex } from "./firewall/marking.js";
+import type { Family } from "./snapshot/route.js";
+import type { State } from "./state.js";
+import type { System } from "./system/system.js";
+
+// Checks that the bypass can work once it is installed. Each returns problems
+// in words, with the fix, and changes nothing. They are warnings: up has done
+// its part, and an administrator who is locked out needs to know why.
+
+// Destinations for asking the kernel where marked traffic goes. A lookup
+// sends nothing; any address the copy's default route covers would do.
+const PROBE_DESTINATIONS: Record<Family, string> = { 4: "203.0.113.1", 6: "2001:db8::1" };
+
+/**
+ * Asks the kernel (`ip route get ... mark`) which table routes marked
+ * traffic. Another table means a rule before ours takes it.
+ */
+export async function checkMarkedRoute(system: System, state: State): Promise<string[]> {
+  const problems: string[] = [];
+  for (const family of state.families) {
+    if (!state.hasDefaultRoute?.[family]) {
+      continue;
+    }
+    const destination = PROBE_DESTINATIONS[family];
+    const argv = ["ip", `-${family}`, "-N", "-j", "route", "get", destination, "mark", hex(state.mark.value)];
+    const result = await system.run(argv);
+    if (result.exitCode !== 0) {
+      problems.push(`IPv${family} marked traffic to ${destination} finds no route (${result.stderr.trim()}); check ip -${family} rule show`);
+      continue;
+    }
+    const [route] = JSON.parse(result.stdout || "[]") as Array<{ table?: string; dev?: string }>;
+    const table = route?.table ?? "254";
+    if (table !== String(state.table.id)) {
+      problems.push(
+        `IPv${family} marked traffic to ${destination} is routed by table ${table} via ${route?.dev ?? "nothing"}, not by table ${state.table.id}: ` +
+          `a rule before priority ${state.priority} takes it (see ip -${family} rule show); move that rule after ${state.priority} or set table.priority lower`,
+      );
+    }
+  }
+  return problems;
+}
+
+// nft's names for hook priorities, from nft(8).
+const PRIORITY_NAMES: Record<string, number> = { raw: -300, mangle: -150, dstnat: -100, filter: 0, security: 50 };
+
+/**
+ * Finds IPv6 reverse-path filters that run in prerouting before our mark is
+ * set (priority mangle, -150): firewalld's IPv6_rpfilter in its raw chain, or
+ * any other `fib saddr ... missing drop` rule there. They drop the inbound
+ * connection before the mark could steer the reverse-path lookup to our table.
+ */
+export async function checkEarlyRpFilter(system: System, state: State): Promise<string[]> {
+  if (!state.families.includes(6) || !system.hasTool("nft")) {
+    return [];
+  }
+  const result = await system.run(["nft", "list", "ruleset"]);
+  if (result.exitCode !== 0) {
+    return [];
+  }
+  const problems: string[] = [];
+  for (const chain of result.stdout.split(/\n(?=\s*chain )/)) {
+    const hook = /type filter hook prerouting priority ([a-z]+)?\s*([+-]\s*\d+|-?\d+)?/.exec(chain);
+    if (hook === null) {
+      continue;
+    }
+    const base = hook[1] === undefined ? 0 : (PRIORITY_NAMES[hook[1]] ?? 0);
+    const priority = base + Number((hook[2] ?? "0").replace(/\s+/g, ""));
+    if (priority < PRIORITY_NAMES.mangle! && /fib saddr\b[^\n]*\bmissing drop/.test(chain)) {
+      const name = /chain (\S+)/.exec(chain)?.[1] ?? "?";
+      problems.push(
+        `the reverse-path filter in nftables chain ${name} (prerouting, priority ${priority}) runs before splitroute marks packets, so it drops inbound IPv6 connections to the bypass ports; ` +
+          `with firewalld, set IPv6_rpfilter=loose (or no) in /etc/firewalld/firewalld.conf, or use a firewalld that checks in its filter chain`,
+      );
+    }
+  }
+  return problems;
+}
