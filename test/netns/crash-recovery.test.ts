@@ -77,6 +77,7 @@ describe.skipIf(!isRoot).each(BACKENDS)(`crash recovery, %s (${SKIP_REASON})`, (
   });
 
   it("counts the steps of up and down", () => {
+    console.info(`${backend}: up has ${upSteps} steps (${upSteps + 1} kill points), down has ${downSteps}`);
     expect(upSteps).toBeGreaterThanOrEqual(4);
     expect(downSteps).toBeGreaterThanOrEqual(4);
   });
