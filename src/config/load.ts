@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { parse } from "ini";
 
 import { ConfigError } from "../errors.js";
@@ -16,8 +16,7 @@ export function loadConfig(explicitPath: string | undefined, env: NodeJS.Process
 
   let text: string;
   try {
-    checkOwnership(path);
-    text = readFileSync(path, "utf8");
+    text = readChecked(path);
   } catch (error) {
     if (named === undefined && (error as NodeJS.ErrnoException).code === "ENOENT") {
       return { ...structuredClone(DEFAULTS), source: "built-in defaults" };
@@ -27,20 +26,68 @@ export function loadConfig(explicitPath: string | undefined, env: NodeJS.Process
     }
     throw new ConfigError(`cannot read configuration file ${path}: ${(error as Error).message}`);
   }
-  checkSyntax(text, path);
-  return validateConfig(parse(text), path);
+  // Every problem goes into one message: the syntax problems, then what
+  // validation finds in the rest of the file.
+  const problems = checkSyntax(text);
+  try {
+    const config = validateConfig(parse(text), path);
+    if (problems.length === 0) {
+      return config;
+    }
+  } catch (error) {
+    if (!(error instanceof ConfigError)) {
+      throw error;
+    }
+    // A name that both checks reject is reported once, with its line number.
+    const located = new Set(problems.map((problem) => problem.replace(/^line \d+: /, "")));
+    problems.push(...error.message.split("\n").slice(1).map((line) => line.trim()).filter((problem) => !located.has(problem)));
+  }
+  throw new ConfigError(`invalid configuration in ${path}:\n${problems.map((problem) => `  ${problem}`).join("\n")}`);
 }
 
 /**
- * Rejects what the ini parser would quietly accept: a section header without
- * its closing bracket (read as a key), a line without "=", and a key set twice
- * in one section (the last value would win unnoticed).
+ * Reads the file through the descriptor whose ownership was checked, so a
+ * file swapped in between the check and the read is never used.
  */
-function checkSyntax(text: string, path: string): void {
+function readChecked(path: string): string {
+  const descriptor = openSync(path, "r");
+  try {
+    checkOwnership(path, descriptor);
+    return readFileSync(descriptor, "utf8");
+  } finally {
+    closeSync(descriptor);
+  }
+}
+
+// Quotes, comment characters and the names of Object.prototype's members
+// mean something else to the ini parser or to JavaScript objects, so section
+// and key names are limited to plain words. A key may end in "[]", which ini
+// reads as a list; validation then rejects the list with its value.
+function isPlainName(name: string, allowList = false): boolean {
+  const word = allowList ? name.replace(/\[\]$/, "") : name;
+  return /^[A-Za-z0-9_.-]+$/.test(word) && !["__proto__", "constructor", "prototype"].includes(word);
+}
+
+/** Prints a name from the file as it is when plain, else as a JSON string, so it cannot forge a log line. */
+function shown(name: string): string {
+  return /^[^\x00-\x1f\x7f-\x9f]+$/u.test(name) ? name : JSON.stringify(name);
+}
+
+/**
+ * Rejects what the ini parser would quietly accept: a byte order mark or a
+ * section header that is not alone on its line (read as keys), a line
+ * without "=", quotes or comment characters in names, a value cut short by
+ * ";" or "#", and a key set twice in one section (the last would win).
+ */
+function checkSyntax(text: string): string[] {
   const problems: string[] = [];
   const seen = new Map<string, number>();
   let section = "";
-  for (const [index, raw] of text.split(/\r?\n/).entries()) {
+  if (text.startsWith("\uFEFF")) {
+    problems.push("line 1: the file starts with a byte order mark, which ini would read as part of the first [table] or key; save the file as UTF-8 without one");
+  }
+  // ini splits lines at CR as well as LF, so this must too.
+  for (const [index, raw] of text.replace(/^\uFEFF/, "").split(/\r\n|\r|\n/).entries()) {
     const line = raw.trim();
     const number = index + 1;
     if (line === "" || line.startsWith(";") || line.startsWith("#")) {
@@ -50,10 +97,16 @@ function checkSyntax(text: string, path: string): void {
       // The ini package reads "[name] ; comment" as a key, so a header must
       // stand alone on its line.
       const header = /^\[([^\]]+)\]$/.exec(line);
+      const name = header?.[1]?.trim() ?? "";
       if (header === null) {
         problems.push(`line ${number}: invalid section header ${JSON.stringify(line)}; write it as [name] on a line of its own`);
+      } else if (!isPlainName(name)) {
+        const reason = name.startsWith("bypass.")
+          ? "invalid section name; use [bypass.NAME] with NAME made of letters, digits, '_' and '-'"
+          : "unknown section; section names are letters, digits, '_', '-' and '.'";
+        problems.push(`line ${number}: [${shown(name)}]: ${reason}`);
       } else {
-        section = header[1]!.trim();
+        section = name;
       }
       continue;
     }
@@ -62,24 +115,36 @@ function checkSyntax(text: string, path: string): void {
       problems.push(`line ${number}: invalid line ${JSON.stringify(line)}; write key = value`);
       continue;
     }
-    const key = `${section}.${line.slice(0, equals).trim()}`;
+    const name = line.slice(0, equals).trim();
+    if (!isPlainName(name, true)) {
+      problems.push(`line ${number}: ${section}.${shown(name)}: unknown key; key names are letters, digits and '_'`);
+      continue;
+    }
+    // ini cuts a value at ";" or "#" even without a space before it, which
+    // would silently shorten "tun0;tun1" to "tun0".
+    const value = line.slice(equals + 1).trim();
+    if (/[^\s][;#]/.test(value)) {
+      problems.push(
+        `line ${number}: ${section}.${name}: invalid value ${JSON.stringify(value)}; ';' and '#' start a comment only after whitespace, and values cannot contain them`,
+      );
+      continue;
+    }
+    const key = `${section}.${name}`;
     const first = seen.get(key);
     if (first !== undefined) {
       problems.push(`line ${number}: ${key} is set again (first on line ${first}); keep one`);
     }
     seen.set(key, first ?? number);
   }
-  if (problems.length > 0) {
-    throw new ConfigError(`invalid configuration in ${path}:\n${problems.map((problem) => `  ${problem}`).join("\n")}`);
-  }
+  return problems;
 }
 
 // A root hook that reads a file others can write runs their choices as root.
-function checkOwnership(path: string): void {
+function checkOwnership(path: string, descriptor: number): void {
   if (process.getuid?.() !== 0) {
     return;
   }
-  const stats = statSync(path);
+  const stats = fstatSync(descriptor);
   if (stats.uid !== 0 || (stats.mode & 0o022) !== 0) {
     const mode = (stats.mode & 0o777).toString(8);
     throw new ConfigError(

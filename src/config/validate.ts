@@ -68,8 +68,11 @@ const SNAPSHOT_KEYS: Record<string, KeySpec> = {
   table: {
     // Some hosts keep their default route in a table of their own and reach
     // it through a rule; the copy must come from there.
-    schema: z.string().regex(/^([A-Za-z][A-Za-z0-9_-]{0,30}|[1-9][0-9]{0,9})$/).refine((table) => !["local", "default", "unspec"].includes(table) && (!/^[0-9]+$/.test(table) || Number(table) <= 0xffff_ffff)),
-    allowed: "main, a table name declared in /etc/iproute2/rt_tables, or a table number",
+    schema: z
+      .string()
+      .regex(/^([A-Za-z][A-Za-z0-9_-]{0,30}|[1-9][0-9]{0,9})$/)
+      .refine((table) => !["local", "default", "unspec", "253", "255"].includes(table) && (!/^[0-9]+$/.test(table) || Number(table) <= 0xffff_ffff)),
+    allowed: "main, a table name declared in /etc/iproute2/rt_tables, or a table number other than 253 (default) and 255 (local)",
   },
 };
 
@@ -113,10 +116,10 @@ export function validateConfig(parsed: Record<string, unknown>, source: string):
       readBypassSections(body, problems, bypasses);
       continue;
     }
-    const keys = SECTIONS[section];
+    const keys = Object.hasOwn(SECTIONS, section) ? SECTIONS[section] : undefined;
     if (keys === undefined || !isPlainObject(body)) {
       const known = [...Object.keys(SECTIONS), "bypass.NAME"].join(", ");
-      problems.push(`[${section}]: unknown section or a key outside any section; known sections: ${known}`);
+      problems.push(`[${quote(section)}]: unknown section or a key outside any section; known sections: ${known}`);
       continue;
     }
     const target = (config as unknown as Record<string, Record<string, unknown>>)[section]!;
@@ -146,9 +149,11 @@ function readBypassSections(body: unknown, problems: string[], bypasses: Bypass[
     return;
   }
   for (const [name, section] of Object.entries(body)) {
-    const label = `bypass.${name}`;
-    if (!BYPASS_NAME.test(name) || !isPlainObject(section) || Object.values(section).some(isPlainObject)) {
-      problems.push(`[${label}]: invalid section name; use [bypass.NAME] with NAME made of letters, digits, '_' and '-'`);
+    const label = `bypass.${quote(name)}`;
+    const nested = isPlainObject(section) ? Object.entries(section).find(([, value]) => isPlainObject(value)) : undefined;
+    if (!BYPASS_NAME.test(name) || !isPlainObject(section) || nested !== undefined) {
+      const shown = nested === undefined ? label : `${label}.${quote(nested[0])}`;
+      problems.push(`[${shown}]: invalid section name; use [bypass.NAME] with NAME made of letters, digits, '_' and '-'`);
       continue;
     }
     const values: Record<string, unknown> = {};
@@ -156,7 +161,7 @@ function readBypassSections(body: unknown, problems: string[], bypasses: Bypass[
       values[key] = readKey(label, BYPASS_KEYS, key, raw, problems);
     }
     for (const required of Object.keys(BYPASS_KEYS)) {
-      if (!(required in section)) {
+      if (!Object.hasOwn(section, required)) {
         problems.push(`${label}.${required}: missing; allowed: ${BYPASS_KEYS[required]!.allowed}`);
       }
     }
@@ -173,9 +178,9 @@ function readKey(
   raw: unknown,
   problems: string[],
 ): unknown {
-  const spec = keys[key];
+  const spec = Object.hasOwn(keys, key) ? keys[key] : undefined;
   if (spec === undefined) {
-    problems.push(`${section}.${key}: unknown key; known keys in [${section}]: ${Object.keys(keys).join(", ")}`);
+    problems.push(`${section}.${quote(key)}: unknown key; known keys in [${section}]: ${Object.keys(keys).join(", ")}`);
     return undefined;
   }
   const text = typeof raw === "boolean" ? String(raw) : raw;
@@ -210,6 +215,13 @@ function checkCombinations(config: Config, problems: string[]): void {
     }
     seen.add(key);
   }
+}
+
+// Names from the file are printed as they are, unless they contain control
+// characters: then as a JSON string, so a newline or escape in a name cannot
+// forge a log line.
+function quote(name: string): string {
+  return /^[^\x00-\x1f\x7f-\x9f]+$/u.test(name) ? name : JSON.stringify(name);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
