@@ -71,6 +71,10 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
           "down",
           "with OpenVPN's user/group options, run it through the down-root plugin (see the README); until then the bypass stays, and 'splitroute down' as root removes it",
         );
+        if (isOpenVpnRestart(env, rest)) {
+          log.info(`OpenVPN is restarting with ${device} kept (persist-tun); the bypass stays until the final down`);
+          return 0;
+        }
         await down(makeContext(configForRecord(values.config, env, log), log, env), device);
         return 0;
       }
@@ -80,7 +84,10 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
         return 0;
       }
       case "status": {
-        const report = await status(makeContext(configForRecord(values.config, env, log), log, env));
+        // nftables and iptables cannot be read without root. Other users get
+        // the rule and the routes compared, and a note that the marking was not.
+        const context = makeContext(configForRecord(values.config, env, log), log, env);
+        const report = await status(context, { readFirewall: process.getuid?.() === 0 });
         process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderStatus(report));
         return report.drift.length === 0 ? 0 : 1;
       }
@@ -92,6 +99,18 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
     log.error((error as Error).message);
     return error instanceof ConfigError || isUsageError(error) ? 2 : 1;
   }
+}
+
+/**
+ * Returns whether OpenVPN runs down for a restart that keeps the tunnel
+ * (persist-tun with up-restart): it then passes "restart" as the last
+ * argument, keeps its routes, and runs up again when it reconnects.
+ * Removing the bypass would lock the administrator out for the whole outage.
+ * The final down passes "init". The down-root plugin passes no arguments and
+ * runs only at the final down, so its environment is not consulted.
+ */
+function isOpenVpnRestart(env: NodeJS.ProcessEnv, positionals: readonly string[]): boolean {
+  return env.script_type === "down" && positionals.length > 1 && positionals.at(-1) === "restart";
 }
 
 // Changing routes, rules and the firewall needs CAP_NET_ADMIN. Checking first

@@ -1,9 +1,13 @@
+import { checkMarkedRoute } from "../checks.js";
 import { hex } from "../firewall/marking.js";
-import { NFT_TABLE } from "../owner.js";
+import { isOurRoute, NFT_TABLE } from "../owner.js";
 import { hasRule } from "../rule.js";
 import type { State } from "../state.js";
 import type { Context } from "./context.js";
-import { observeForDown } from "./observe-state.js";
+import { activeFamilies, observeForDown } from "./observe-state.js";
+import { readRules, readTable } from "../observe.js";
+import type { DownObserved } from "../plan/down.js";
+import type { System } from "../system/system.js";
 
 /** The status report: the record, and whether the live system still matches it. */
 export interface StatusReport {
@@ -13,22 +17,34 @@ export interface StatusReport {
   live?: {
     rule: Record<string, boolean>;
     tableRoutes: Record<string, number>;
-    firewall: boolean;
+    /** Whether the marking exists; absent when it was not read. */
+    firewall?: boolean;
   };
+  /** Parts of the record not compared with the live system, and why. */
+  unchecked?: string[];
   /** Differences between the record and the live system, in words. */
   drift: string[];
 }
 
+export interface StatusOptions {
+  /**
+   * Whether to read nftables or iptables, which needs CAP_NET_ADMIN. Without
+   * it, status compares the rule and the routes only. Default true.
+   */
+  readFirewall?: boolean;
+}
+
 /** Reads the state and checks it against the live system; changes nothing. */
-export async function status(context: Context): Promise<StatusReport> {
+export async function status(context: Context, options: StatusOptions = {}): Promise<StatusReport> {
   const { store, system } = context;
+  const readFirewall = options.readFirewall ?? true;
   const state = await store.read();
   if (state === undefined) {
     return { installed: false, stateFile: store.path, drift: [] };
   }
-  const observed = await observeForDown(system, state);
+  const observed: Observed = readFirewall ? await observeForDown(system, state) : await observeRouting(system, state);
   const rule = { tableId: state.table.id, priority: state.priority, mark: state.mark };
-  const live = { rule: {} as Record<string, boolean>, tableRoutes: {} as Record<string, number>, firewall: false };
+  const live: NonNullable<StatusReport["live"]> = { rule: {}, tableRoutes: {} };
   const drift: string[] = [];
   for (const family of state.families) {
     live.rule[`ipv${family}`] = hasRule(observed.rules[family], rule);
@@ -40,15 +56,33 @@ export async function status(context: Context): Promise<StatusReport> {
       drift.push(`table ${state.table.id} holds ${observed.tableSize[family]} IPv${family} routes; ${state.routeCounts[family]} were installed`);
     }
   }
-  if (state.backend === "nftables") {
+  const unchecked: string[] = [];
+  if (!readFirewall) {
+    unchecked.push(`the ${state.backend} marking: reading it needs root`);
+  } else if (state.backend === "nftables") {
     live.firewall = (await system.run(["nft", "list", "table", "inet", NFT_TABLE])).exitCode === 0;
   } else {
-    live.firewall = state.families.every((family) => (observed.iptables[family]?.jumps.length ?? 0) > 0);
+    live.firewall = state.families.every((family) => (observed.iptables?.[family]?.jumps.length ?? 0) > 0);
   }
-  if (!live.firewall) {
+  if (live.firewall === false) {
     drift.push(`the ${state.backend} marking is missing`);
   }
-  return { installed: true, stateFile: store.path, state, live, drift };
+  drift.push(...(await checkMarkedRoute(system, state)));
+  return { installed: true, stateFile: store.path, state, live, ...(unchecked.length > 0 ? { unchecked } : {}), drift };
+}
+
+type Observed = Pick<DownObserved, "rules" | "tableSize"> & Partial<Pick<DownObserved, "iptables">>;
+
+// Rules and routes can be read without privileges, unlike nftables and
+// iptables, so this leaves the firewall out.
+async function observeRouting(system: System, state: State): Promise<Observed> {
+  const tableSize = { 4: 0, 6: 0 };
+  const rules: DownObserved["rules"] = { 4: [], 6: [] };
+  for (const family of await activeFamilies(system)) {
+    tableSize[family] = (await readTable(system, family, state.table.id)).filter(isOurRoute).length;
+    rules[family] = await readRules(system, family);
+  }
+  return { rules, tableSize };
 }
 
 /** Renders a status report for a terminal. */
@@ -66,6 +100,7 @@ export function renderStatus(report: StatusReport): string {
     `config:    ${state.configSource}`,
     `state:     ${report.stateFile}`,
     report.drift.length === 0 ? "live:      matches the record" : `drift:     ${report.drift.join("; ")}`,
+    ...(report.unchecked ?? []).map((part) => `unchecked: ${part}`),
   ];
   return `${lines.join("\n")}\n`;
 }

@@ -63,7 +63,7 @@ export const SSH_PORT = 22;
 export const WEB_PORT = 80;
 /** How long a probe connection waits for the first line before it counts as failed. */
 export const CONNECT_TIMEOUT_MS = 2_500;
-/** Default time waitForClientLog() waits for its text. */
+/** Default timeout of waitForClientLog(), in milliseconds. */
 export const LOG_WAIT_TIMEOUT_MS = 30_000;
 
 // The nftables table that blockVpnServer() adds in the vpn namespace.
@@ -122,7 +122,7 @@ export interface Lab {
   startVpnServer(options?: VpnServerOptions): Promise<void>;
   /**
    * Drops the OpenVPN port's UDP traffic in both directions inside the vpn
-   * namespace, so the client hears nothing from the server while the server
+   * namespace, so the client receives nothing from the server while the server
    * keeps running.
    */
   blockVpnServer(): Promise<void>;

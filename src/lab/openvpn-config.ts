@@ -15,8 +15,9 @@ export interface ClientHooks {
   up: string;
   /**
    * Command line for `down`, split the same way. OpenVPN runs it after it
-   * closes the tunnel device. Without it, the config has no `down` line, as
-   * when a down-root plugin runs the down script.
+   * closes the tunnel device, and with persist-tun and up-restart also before
+   * a restart. Without it, the config has no `down` line, as when a down-root
+   * plugin runs the down script.
    */
   down?: string;
 }

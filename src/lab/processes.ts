@@ -87,12 +87,12 @@ export class LabProcess {
 
   /**
    * Sends `signal` to `pid` (default: the child's own pid) without waiting.
-   * Throws when the child has already exited, so a signal never reaches a
-   * process that reused the pid.
+   * Throws once the child's exit has been seen, so that the signal does not
+   * go to a process that reused the pid.
    */
   signal(signal: NodeJS.Signals, pid?: number): void {
     if (this.exitResult !== undefined) {
-      throw new Error(`${this.label} has already exited; cannot send ${signal}`);
+      throw new Error(`${this.label} has already exited, so ${signal} was not sent`);
     }
     sendSignal(pid ?? this.pid, signal);
   }
