@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { AggregateFailure, withContext } from "../errors.js";
 import { createSelfSignedCertificate, type Certificate } from "./certificates.js";
 import { deleteNamespace, newNamespacePrefix, runInNamespace, setSysctls } from "./namespaces.js";
-import { killOpenVpn, READY_MESSAGE, readLog, signalOpenVpn, startOpenVpn, stopOpenVpn, waitForLogText, type OpenVpnInstance } from "./openvpn.js";
+import { killOpenVpn, readLog, signalOpenVpn, startOpenVpn, stopOpenVpn, waitForLogText, type OpenVpnInstance } from "./openvpn.js";
 import { OPENVPN_PORT, renderClientConfig, renderServerConfig, type ClientHooks } from "./openvpn-config.js";
 import { connectAndReadLine, ProbeSession, startListener, writeProbeProgram, type ConnectResult } from "./probe.js";
 import type { LabProcess } from "./processes.js";

@@ -7,12 +7,11 @@
 // OpenVPN runs the plain down hook as nobody straight from this checkout, so
 // nobody must be able to read hooks/, dist/ and node_modules/.
 
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createLab, OPENVPN_READY_MESSAGE, type Lab } from "../../src/lab/lab.js";
+import { CLI, clientStatus, HOOKS, removeLeftoverBypass } from "./support.js";
 
 const isRoot = process.getuid?.() === 0;
 const SKIP_REASON = "needs root to create network namespaces and run OpenVPN";
@@ -20,34 +19,8 @@ if (!isRoot) {
   console.warn(`Skipping test/e2e/openvpn-down-root.test.ts: it ${SKIP_REASON}.`);
 }
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const HOOKS = { up: join(REPO, "hooks", "up"), down: join(REPO, "hooks", "down") };
-const CLI = join(REPO, "dist", "cli.js");
 const FAMILIES = [4, 6] as const;
 const DROP_PRIVILEGES = ["user nobody", "group nogroup"];
-
-interface StatusJson {
-  installed: boolean;
-  drift: string[];
-  state?: { tunnels: string[] };
-}
-
-/** Runs `splitroute status --json` inside the client namespace. It exits 1 on drift, so the exit code is not checked. */
-async function clientStatus(lab: Lab): Promise<StatusJson> {
-  const result = await execa("ip", ["netns", "exec", lab.names.client, process.execPath, CLI, "status", "--json"], { reject: false });
-  return JSON.parse(result.stdout) as StatusJson;
-}
-
-/**
- * Runs `splitroute down` in the client namespace when a failed test left the
- * bypass behind. destroy() deletes the namespace but not splitroute's state
- * file in /run/splitroute, which would otherwise outlive it.
- */
-async function removeLeftoverBypass(lab: Lab): Promise<void> {
-  if ((await clientStatus(lab)).installed) {
-    await execa("ip", ["netns", "exec", lab.names.client, process.execPath, CLI, "down", "--dev", "tun0"]);
-  }
-}
 
 /**
  * Returns the path of OpenVPN's down-root plugin from the openvpn package's

@@ -5,12 +5,12 @@
 
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { CONNECT_TIMEOUT_MS, createLab, LAB_ADDRESSES, type Lab, type ProbeSession } from "../../src/lab/lab.js";
+import { clientStatus, HOOKS } from "./support.js";
 
 const isRoot = process.getuid?.() === 0;
 const SKIP_REASON = "needs root to create network namespaces and run OpenVPN";
@@ -18,8 +18,6 @@ if (!isRoot) {
   console.warn(`Skipping test/e2e/openvpn-hooks.test.ts: it ${SKIP_REASON}.`);
 }
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const HOOKS = { up: join(REPO, "hooks", "up"), down: join(REPO, "hooks", "down") };
 const BACKENDS = ["nftables", "iptables-nft", "iptables-legacy"] as const;
 
 /** Writes a configuration file that selects `backend` and returns its path. */
@@ -27,12 +25,6 @@ async function writeConfig(dir: string, backend: string): Promise<string> {
   const path = join(dir, `splitroute-${backend}.conf`);
   await writeFile(path, `[firewall]\nbackend = ${backend}\n`, { mode: 0o644 });
   return path;
-}
-
-/** Runs `splitroute status --json` inside the client namespace. */
-async function clientStatus(lab: Lab): Promise<{ installed: boolean; drift: string[]; state?: { tunnels: string[]; backend: string } }> {
-  const result = await execa("ip", ["netns", "exec", lab.names.client, process.execPath, join(REPO, "dist", "cli.js"), "status", "--json"]);
-  return JSON.parse(result.stdout);
 }
 
 describe.skipIf(!isRoot).each(BACKENDS)(`OpenVPN client with hooks, %s (${SKIP_REASON})`, (backend) => {

@@ -4,12 +4,12 @@
 // place exactly once after the reconnection, and stopping the client must
 // leave its namespace as it was before the first start. Needs root.
 
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createLab, OPENVPN_READY_MESSAGE, type ConnectResult, type Lab } from "../../src/lab/lab.js";
+import { clientStatus, HOOKS, removeLeftoverBypass, REPO } from "./support.js";
 
 const isRoot = process.getuid?.() === 0;
 const SKIP_REASON = "needs root to create network namespaces and run OpenVPN";
@@ -17,9 +17,6 @@ if (!isRoot) {
   console.warn(`Skipping test/e2e/openvpn-restarts.test.ts: it ${SKIP_REASON}.`);
 }
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const HOOKS = { up: join(REPO, "hooks", "up"), down: join(REPO, "hooks", "down") };
-const CLI = join(REPO, "dist", "cli.js");
 const FAMILIES = [4, 6] as const;
 
 // The client's ping-restart counts only packets from the server, and an idle
@@ -68,32 +65,9 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
-interface StatusJson {
-  installed: boolean;
-  drift: string[];
-  state?: { tunnels: string[] };
-}
-
 async function runInClient(lab: Lab, argv: readonly string[]): Promise<string> {
   const result = await execa("ip", ["netns", "exec", lab.names.client, ...argv]);
   return result.stdout;
-}
-
-/** Runs `splitroute status --json` inside the client namespace. It exits 1 on drift, so the exit code is not checked. */
-async function clientStatus(lab: Lab): Promise<StatusJson> {
-  const result = await execa("ip", ["netns", "exec", lab.names.client, process.execPath, CLI, "status", "--json"], { reject: false });
-  return JSON.parse(result.stdout) as StatusJson;
-}
-
-/**
- * Runs `splitroute down` in the client namespace when a failed test left the
- * bypass behind. destroy() deletes the namespace but not splitroute's state
- * file in /run/splitroute, which would otherwise outlive it.
- */
-async function removeLeftoverBypass(lab: Lab): Promise<void> {
-  if ((await clientStatus(lab)).installed) {
-    await execa("ip", ["netns", "exec", lab.names.client, process.execPath, CLI, "down", "--dev", "tun0"]);
-  }
 }
 
 /** Counts the client's rules that look up splitroute's table 2. */

@@ -4,12 +4,11 @@
 // OpenVPN tunnel, and taking the tunnels down must leave nothing of ours.
 // Needs root, wireguard-tools and wireguard-go.
 
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import { createLab, LAB_ADDRESSES, SPLIT_TUNNEL_ALLOWED_IPS, type Lab } from "../../src/lab/lab.js";
+import { clientStatus, HOOKS } from "./support.js";
 
 const isRoot = process.getuid?.() === 0;
 const SKIP_REASON = "needs root to create network namespaces and run wg-quick";
@@ -17,30 +16,13 @@ if (!isRoot) {
   console.warn(`Skipping test/e2e/wireguard-hooks.test.ts: it ${SKIP_REASON}.`);
 }
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const UP = join(REPO, "hooks", "up");
-const DOWN = join(REPO, "hooks", "down");
-const WG_HOOKS = { postUp: [`${UP} %i`], postDown: [`${DOWN} %i`] };
-const OPENVPN_HOOKS = { up: UP, down: DOWN };
+const WG_HOOKS = { postUp: [`${HOOKS.up} %i`], postDown: [`${HOOKS.down} %i`] };
 const FAMILIES = [4, 6] as const;
 
 // wg-quick switches on net.ipv4.conf.all.src_valid_mark for its own rules
 // and never switches it off again; that line is wg-quick's, not ours.
 function withoutWgQuickSysctl(state: string): string {
   return state.replace("net.ipv4.conf.all.src_valid_mark = 1", "net.ipv4.conf.all.src_valid_mark = 0");
-}
-
-interface Status {
-  installed: boolean;
-  drift: string[];
-  state?: { tunnels: string[]; priority: number };
-}
-
-async function clientStatus(lab: Lab): Promise<Status> {
-  const result = await execa("ip", ["netns", "exec", lab.names.client, process.execPath, join(REPO, "dist", "cli.js"), "status", "--json"], {
-    reject: false,
-  });
-  return JSON.parse(String(result.stdout)) as Status;
 }
 
 async function ourTableDevices(lab: Lab): Promise<string> {
@@ -120,7 +102,7 @@ describe.skipIf(!isRoot)(`wg-quick variants with hooks (${SKIP_REASON})`, () => 
   });
 
   it("failed PostUp leaves nothing behind", async () => {
-    const broken = { postUp: [`${UP} --config /nonexistent/splitroute.conf %i`], postDown: [`${DOWN} %i`] };
+    const broken = { postUp: [`${HOOKS.up} --config /nonexistent/splitroute.conf %i`], postDown: [`${HOOKS.down} %i`] };
     await expect(lab.startWireGuardClient({ hooks: broken })).rejects.toThrow();
     expect(withoutWgQuickSysctl(await lab.clientState())).toBe(before);
     expect((await clientStatus(lab)).installed).toBe(false);
@@ -137,7 +119,7 @@ describe.skipIf(!isRoot)(`OpenVPN and WireGuard together (${SKIP_REASON})`, () =
     await lab.startWireGuardServer();
     before = await lab.clientState();
     // OpenVPN first, so our rule exists before wg-quick adds its own rules.
-    await lab.startVpnClient({ hooks: OPENVPN_HOOKS });
+    await lab.startVpnClient({ hooks: HOOKS });
     await lab.startWireGuardClient({ hooks: WG_HOOKS });
   });
 
