@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 
 import { cleanup } from "./commands/cleanup.js";
+import { planCommands } from "./commands/plan.js";
 import { down } from "./commands/down.js";
 import type { Context } from "./commands/context.js";
 import { renderStatus, status } from "./commands/status.js";
@@ -22,6 +23,8 @@ Commands:
   down      remove the tunnel; the last one removes everything splitroute installed
   cleanup   remove everything splitroute owns in this network namespace, with or
             without a state file (after a crash, or to start over)
+  plan up|down
+            print the exact commands up or down would run now, and run none
   status    show what is installed and whether the system still matches
             (exit code 1 when it no longer matches)
 
@@ -81,6 +84,16 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
       case "cleanup": {
         requireRoot("cleanup", "run it as root");
         await cleanup(makeContext(configForRecord(values.config, env, log), log, env));
+        return 0;
+      }
+      case "plan": {
+        const [action, ...deviceArguments] = rest;
+        if (action !== "up" && action !== "down") {
+          throw new ConfigError(`plan needs up or down, as in: splitroute plan up --dev tun0 (got ${JSON.stringify(action ?? "")})`);
+        }
+        const device = resolveDevice(values.dev, env, deviceArguments);
+        requireRoot("plan", "run it as root: reading the firewall needs it, although plan changes nothing");
+        process.stdout.write(await planCommands(makeContext(loadConfig(values.config, env), log, env), action, device));
         return 0;
       }
       case "status": {

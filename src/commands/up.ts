@@ -4,6 +4,7 @@ import { chooseBackend, type FirewallBackend } from "../firewall/backend.js";
 import { hex } from "../firewall/marking.js";
 import { planUp } from "../plan/up.js";
 import { hasRule } from "../rule.js";
+import type { Config } from "../config/types.js";
 import type { State } from "../state.js";
 import { withLock, type Context } from "./context.js";
 import { removeAll } from "./down.js";
@@ -90,6 +91,17 @@ async function rollBack(context: Context, state: State, previous: State | undefi
   await store.write(previous);
 }
 
+/** Returns whether `state` was installed with the table, rule, mark and backend that `config` asks for now. */
+export function sameIdentity(state: State, config: Config, backend: FirewallBackend): boolean {
+  return (
+    state.table.id === config.table.id &&
+    (state.configuredPriority ?? state.priority) === config.table.priority &&
+    state.mark.value === config.mark.value &&
+    state.mark.mask === config.mark.mask &&
+    state.backend === backend
+  );
+}
+
 /**
  * Returns the recorded state when it still describes what is installed with
  * today's table, rule and backend. Anything else is removed or forgotten first.
@@ -100,13 +112,7 @@ async function usablePrevious(context: Context, backend: FirewallBackend): Promi
   if (previous === undefined) {
     return undefined;
   }
-  const same =
-    previous.table.id === config.table.id &&
-    (previous.configuredPriority ?? previous.priority) === config.table.priority &&
-    previous.mark.value === config.mark.value &&
-    previous.mark.mask === config.mark.mask &&
-    previous.backend === backend;
-  if (!same) {
+  if (!sameIdentity(previous, config, backend)) {
     log.info("the configuration changed since the bypass was installed; removing the old bypass first");
     await removeAll(context, previous);
     return undefined;

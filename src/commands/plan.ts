@@ -1,0 +1,48 @@
+import { formatArgv } from "../errors.js";
+import { chooseBackend } from "../firewall/backend.js";
+import { planDown, planRemoval } from "../plan/down.js";
+import { renderStep, type Step } from "../plan/step.js";
+import { planUp } from "../plan/up.js";
+import type { Context } from "./context.js";
+import { observeForDown, observeForUp } from "./observe-state.js";
+import { sameIdentity } from "./up.js";
+
+/**
+ * Returns, as a shell script, the exact commands and rulesets that `up` or
+ * `down` would run for `device` now, without applying any of them. Sysctl
+ * writes appear as the equivalent `sysctl -w` commands.
+ */
+export async function planCommands(context: Context, action: "up" | "down", device: string): Promise<string> {
+  const { config, system, store } = context;
+  const recorded = await store.read();
+  const sections: string[] = [];
+
+  if (action === "down") {
+    if (recorded === undefined) {
+      return "# nothing installed in this network namespace; down would change nothing\n";
+    }
+    const plan = planDown(recorded, device, await observeForDown(system, recorded));
+    sections.push(...plan.warnings.map((warning) => `# ${warning}`), render(plan.steps));
+    return finish(sections);
+  }
+
+  const backend = await chooseBackend(config.firewall.backend, system);
+  let previous = recorded;
+  if (recorded !== undefined && !sameIdentity(recorded, config, backend)) {
+    const removal = planRemoval(recorded, await observeForDown(system, recorded));
+    sections.push("# the installed bypass uses another table, rule, mark or backend; up removes it first:", render(removal.steps));
+    previous = undefined;
+  }
+  const observed = await observeForUp(system, config, device, backend, previous);
+  sections.push(render(planUp({ config, device, backend, previous, observed }).steps));
+  return finish(sections);
+}
+
+function render(steps: readonly Step[]): string {
+  return steps.map((step) => `# ${step.summary}\n${renderStep(step, formatArgv)}`).join("\n");
+}
+
+function finish(sections: readonly string[]): string {
+  const body = sections.filter((section) => section !== "").join("\n");
+  return body === "" ? "# nothing to change\n" : `${body}\n`;
+}
