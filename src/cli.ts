@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 
 import { cleanup } from "./commands/cleanup.js";
+import { explain, parseFlow } from "./commands/explain.js";
 import { planCommands } from "./commands/plan.js";
 import { down } from "./commands/down.js";
 import type { Context } from "./commands/context.js";
@@ -23,6 +24,9 @@ Commands:
   down      remove the tunnel; the last one removes everything splitroute installed
   cleanup   remove everything splitroute owns in this network namespace, with or
             without a state file (after a crash, or to start over)
+  explain FLOW
+            what happens to a flow, such as: tcp 203.0.113.5:51000 -> 192.0.2.10:22 in eth0
+            (without "in IFACE": a flow this host sends)
   plan up|down
             print the exact commands up or down would run now, and run none
   status    show what is installed and whether the system still matches
@@ -42,7 +46,8 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
   let log: Logger = createLogger("text", "info");
   try {
     const { values, positionals } = parseArgs({
-      args,
+      // parseArgs would read explain's "->" as an option; "to" means the same.
+      args: args.map((argument) => (argument === "->" ? "to" : argument)),
       allowPositionals: true,
       options: {
         dev: { type: "string" },
@@ -94,6 +99,11 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
         const device = resolveDevice(values.dev, env, deviceArguments);
         requireRoot("plan", "run it as root: reading the firewall needs it, although plan changes nothing");
         process.stdout.write(await planCommands(makeContext(loadConfig(values.config, env), log, env), action, device));
+        return 0;
+      }
+      case "explain": {
+        const flow = parseFlow(rest);
+        process.stdout.write(await explain(makeContext(configForRecord(values.config, env, log), log, env), flow));
         return 0;
       }
       case "status": {

@@ -57,3 +57,32 @@ describe.skipIf(!isRoot)(`splitroute plan (${SKIP_REASON})`, () => {
     expect((await host.splitroute(["plan", "down", "--dev", "tun0"])).stdout).toContain("nothing installed");
   });
 });
+
+describe.skipIf(!isRoot)(`splitroute explain (${SKIP_REASON})`, () => {
+  let host: TestHost;
+
+  beforeAll(async () => {
+    host = await createTestHost();
+    await host.takeDefaultRoute();
+  });
+
+  afterAll(async () => {
+    await host?.destroy();
+  });
+
+  it("follows the kernel before and after up", async () => {
+    const flow = ["explain", "tcp", "203.0.113.10:51000", "->", "192.0.2.2:22", "in", "eth0"];
+    const before = await host.splitroute(flow);
+    expect(before.stdout).toContain("bypass:  not active");
+    expect(before.stdout).toContain("replies to 203.0.113.10 use table main: dev tun0");
+
+    expect((await host.splitroute(["up", "--dev", "tun0"])).exitCode).toBe(0);
+    const after = await host.splitroute(flow);
+    expect(after.stdout).toContain("selected by [bypass.ssh] (tcp/22); the connection gets mark 0x2/0x2");
+    expect(after.stdout).toContain("use table redirect (2), splitroute's copy: via 192.0.2.1 dev eth0");
+
+    const outgoing = await host.splitroute(["explain", "tcp", "192.0.2.2:40000", "->", "203.0.113.10:443"]);
+    expect(outgoing.stdout).toContain("packets to 203.0.113.10 use table main: dev tun0");
+    expect((await host.splitroute(["down", "--dev", "tun0"])).exitCode).toBe(0);
+  });
+});

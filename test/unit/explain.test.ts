@@ -1,0 +1,34 @@
+import { describe, expect, test } from "vitest";
+
+import { parseFlow } from "../../src/commands/explain.js";
+import { ConfigError } from "../../src/errors.js";
+
+describe("parseFlow", () => {
+  test("reads an inbound IPv4 flow", () => {
+    expect(parseFlow(["tcp", "203.0.113.5:51000", "->", "192.0.2.10:22", "in", "eth0"])).toEqual({
+      protocol: "tcp",
+      source: { address: "203.0.113.5", port: 51000, family: 4 },
+      destination: { address: "192.0.2.10", port: 22, family: 4 },
+      inbound: "eth0",
+      family: 4,
+    });
+  });
+
+  test("reads an outgoing IPv6 flow", () => {
+    const flow = parseFlow(["udp", "[2001:db8:1::2]:5000", "to", "[2001:db8:3::10]:53"]);
+    expect(flow.family).toBe(6);
+    expect(flow.inbound).toBeUndefined();
+    expect(flow.destination).toEqual({ address: "2001:db8:3::10", port: 53, family: 6 });
+  });
+
+  test.each([
+    [["icmp", "192.0.2.1:1", "->", "192.0.2.2:2"]],
+    [["tcp", "192.0.2.1:1", "=>", "192.0.2.2:2"]],
+    [["tcp", "192.0.2.1:0", "->", "192.0.2.2:2"]],
+    [["tcp", "192.0.2.1:1", "->", "[2001:db8::1]:2"]],
+    [["tcp", "192.0.2.1:1", "->", "192.0.2.2:2", "in", "eth0;reboot"]],
+    [["tcp", "192.0.2.1:1", "->", "192.0.2.2:2", "on", "eth0"]],
+  ])("rejects %j", (words) => {
+    expect(() => parseFlow(words)).toThrow(ConfigError);
+  });
+});
