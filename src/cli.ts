@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 
 import { cleanup } from "./commands/cleanup.js";
+import { refresh } from "./commands/refresh.js";
 import { explain, parseFlow } from "./commands/explain.js";
 import { planCommands } from "./commands/plan.js";
 import { down } from "./commands/down.js";
@@ -24,6 +25,8 @@ Commands:
   down      remove the tunnel; the last one removes everything splitroute installed
   cleanup   remove everything splitroute owns in this network namespace, with or
             without a state file (after a crash, or to start over)
+  refresh   copy main into the bypass table again (after a new gateway or uplink),
+            never leaving the table empty
   explain FLOW
             what happens to a flow, such as: tcp 203.0.113.5:51000 -> 192.0.2.10:22 in eth0
             (without "in IFACE": a flow this host sends)
@@ -99,6 +102,11 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
         const device = resolveDevice(values.dev, env, deviceArguments);
         requireRoot("plan", "run it as root: reading the firewall needs it, although plan changes nothing");
         process.stdout.write(await planCommands(makeContext(loadConfig(values.config, env), log, env), action, device));
+        return 0;
+      }
+      case "refresh": {
+        requireRoot("refresh", "run it as root");
+        await refresh(makeContext(loadConfig(values.config, env), log, env));
         return 0;
       }
       case "explain": {
