@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 
 import { cleanup } from "./commands/cleanup.js";
 import { refresh } from "./commands/refresh.js";
+import { watch } from "./commands/watch.js";
 import { explain, parseFlow } from "./commands/explain.js";
 import { planCommands } from "./commands/plan.js";
 import { down } from "./commands/down.js";
@@ -27,6 +28,7 @@ Commands:
             without a state file (after a crash, or to start over)
   refresh   copy main into the bypass table again (after a new gateway or uplink),
             never leaving the table empty
+  watch     run refresh after every burst of route changes, until stopped
   explain FLOW
             what happens to a flow, such as: tcp 203.0.113.5:51000 -> 192.0.2.10:22 in eth0
             (without "in IFACE": a flow this host sends)
@@ -107,6 +109,11 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
       case "refresh": {
         requireRoot("refresh", "run it as root");
         await refresh(makeContext(loadConfig(values.config, env), log, env));
+        return 0;
+      }
+      case "watch": {
+        requireRoot("watch", "run it as root");
+        await watch(makeContext(loadConfig(values.config, env), log, env));
         return 0;
       }
       case "explain": {
