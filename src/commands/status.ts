@@ -1,5 +1,5 @@
 import { checkMarkedRoute } from "../checks.js";
-import { hex } from "../firewall/marking.js";
+import { describeBypass, hex } from "../firewall/marking.js";
 import { isOurRoute, NFT_TABLE } from "../owner.js";
 import { hasRule } from "../rule.js";
 import type { State } from "../state.js";
@@ -95,7 +95,7 @@ export function renderStatus(report: StatusReport): string {
     `tunnels:   ${state.tunnels.join(", ")}`,
     `table:     ${state.table.name} (${state.table.id}): ${state.families.map((family) => `${live?.tableRoutes[`ipv${family}`] ?? 0} IPv${family}`).join(", ")} routes`,
     `rule:      priority ${state.priority} fwmark ${hex(state.mark.value)}/${hex(state.mark.mask)} lookup ${state.table.id}`,
-    `marking:   ${state.backend}: ${state.bypass.map((bypass) => `${bypass.name} (${bypass.protocol}/${bypass.localPort})`).join(", ")}`,
+    `marking:   ${state.backend}: ${state.bypass.map((bypass) => `${bypass.name} (${describeBypass(bypass)})`).join(", ")}`,
     `sysctls:   ${state.sysctls.length === 0 ? "none changed" : state.sysctls.map((change) => `${change.key}=${change.value} (was ${change.previous})`).join(", ")}`,
     `config:    ${state.configSource}`,
     `state:     ${report.stateFile}`,

@@ -1,7 +1,7 @@
 import { applySteps, crashPoint } from "../apply.js";
 import { checkEarlyRpFilter, checkMarkedRoute } from "../checks.js";
 import { chooseBackend, type FirewallBackend } from "../firewall/backend.js";
-import { hex } from "../firewall/marking.js";
+import { checkServiceSelectors, describeBypass, hex, markingWarnings } from "../firewall/marking.js";
 import { planUp } from "../plan/up.js";
 import { hasRule } from "../rule.js";
 import type { Config } from "../config/types.js";
@@ -25,6 +25,10 @@ export async function up(context: Context, device: string): Promise<void> {
       throw new ConfigError(`tunnel device ${device} does not exist in this network namespace; check --dev or the dev variable`);
     }
     const backend = await chooseBackend(config.firewall.backend, system);
+    const serviceProblems = await checkServiceSelectors(system, backend, config.bypass);
+    if (serviceProblems.length > 0) {
+      throw new ConfigError(`cannot select traffic by service:\n${serviceProblems.map((problem) => `  ${problem}`).join("\n")}`);
+    }
     const previous = await usablePrevious(context, backend);
 
     const observed = await observeForUp(system, config, device, backend, previous);
@@ -49,7 +53,8 @@ export async function up(context: Context, device: string): Promise<void> {
       throw new Error(`up for ${device} failed and was rolled back: ${reason}`, { cause: error });
     }
     warnWithoutDefaultRoute(context, state, device);
-    for (const problem of [...(await checkMarkedRoute(system, state)), ...(await checkEarlyRpFilter(system, state))]) {
+    const marking = { mark: state.mark, tunnels: state.tunnels, bypass: state.bypass };
+    for (const problem of [...(await checkMarkedRoute(system, state)), ...(await checkEarlyRpFilter(system, state)), ...markingWarnings(marking, backend)]) {
       log.warn(`the bypass may not work: ${problem}`);
     }
     if (state.priority !== config.table.priority) {
@@ -58,7 +63,7 @@ export async function up(context: Context, device: string): Promise<void> {
     log.info(
       `bypass active for ${state.tunnels.join(", ")}: ${state.routeCounts[4]} IPv4 and ${state.routeCounts[6]} IPv6 routes in table ` +
         `${state.table.name} (${state.table.id}), rule priority ${state.priority} fwmark ${hex(state.mark.value)}/${hex(state.mark.mask)}, ` +
-        `${state.backend} marking for ${state.bypass.map((bypass) => `${bypass.protocol}/${bypass.localPort}`).join(", ")}`,
+        `${state.backend} marking for ${state.bypass.map(describeBypass).join(", ")}`,
     );
   });
 }

@@ -6,11 +6,31 @@ export type BackendChoice = (typeof BACKENDS)[number];
 export const PROTOCOLS = ["tcp", "udp"] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
-/** One `[bypass.NAME]` section: connections that arrive on a local port outside the tunnel. */
+/**
+ * One `[bypass.NAME]` section. Every selector given must match (AND), and a
+ * section has at least one besides `protocol`. Addresses are validated CIDRs,
+ * and `uid` and `gid` are numbers, names having been resolved at load.
+ */
 export interface Bypass {
   name: string;
-  protocol: Protocol;
-  localPort: number;
+  /** Required with `localPort` or `remotePort`. */
+  protocol?: Protocol;
+  /** The port on this host that inbound connections arrive on. */
+  localPort?: number;
+  /** The port at the other end: the client's source port inbound, the server's port outgoing. */
+  remotePort?: number;
+  /** Inbound or forwarded connections from these networks. */
+  source?: string[];
+  /** Locally generated or forwarded connections to these networks. */
+  destination?: string[];
+  /** Locally generated connections of this user. */
+  uid?: number;
+  /** Locally generated connections of this group. */
+  gid?: number;
+  /** Connections forwarded from hosts behind this interface. */
+  interface?: string;
+  /** Locally generated connections of this systemd unit, such as "transmission.service". */
+  service?: string;
 }
 
 export interface Config {

@@ -1,8 +1,10 @@
 import { z } from "zod";
 
 import { ConfigError } from "../errors.js";
-import { hex } from "../firewall/marking.js";
+import { describeBypass, hex } from "../firewall/marking.js";
 import { RESERVED_TABLE_IDS, WG_QUICK_FIRST_TABLE, WG_QUICK_MARK } from "../owner.js";
+import { localAccounts, type AccountDatabase } from "./accounts.js";
+import { overlaps, parseCidr, type Cidr } from "./cidr.js";
 import { BACKENDS, PROTOCOLS, type Bypass, type Config } from "./types.js";
 
 // Each key has a schema that turns the INI string into a typed value and an
@@ -80,10 +82,74 @@ const FIREWALL_KEYS: Record<string, KeySpec> = {
   backend: { schema: z.enum(BACKENDS), allowed: BACKENDS.join(", ") },
 };
 
-const BYPASS_KEYS: Record<string, KeySpec> = {
-  protocol: { schema: z.enum(PROTOCOLS), allowed: PROTOCOLS.join(", ") },
-  local_port: { schema: decimal(1, 65535), allowed: "a port number from 1 to 65535" },
-};
+// A list of CIDRs, each of which must parse and none of which may overlap
+// another: nft rejects overlapping elements of one set.
+const cidrList = z
+  .string()
+  .transform((text) => text.split(/\s+/).filter(Boolean).map(parseCidr))
+  .refine((list): list is Cidr[] => list.length > 0 && list.every((cidr) => cidr !== undefined))
+  .refine((list) => list.every((cidr, index) => list.slice(index + 1).every((other) => !overlaps(cidr, other))))
+  .transform((list) => list.map((cidr) => cidr.text));
+
+const CIDR_ALLOWED =
+  "IPv4 or IPv6 networks such as 192.0.2.0/24 or 2001:db8::/32, or single addresses, separated by spaces; " +
+  "no bits set after the prefix length, and no two entries overlapping";
+
+// uid 4294967295 is (uid_t)-1, which the kernel uses for "no user".
+const MAX_ID = 0xffff_fffe;
+const ACCOUNT_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
+
+function accountId(lookup: (name: string) => number | undefined) {
+  return z.string().transform((text, context) => {
+    const id = /^[0-9]{1,10}$/.test(text) ? Number(text) : ACCOUNT_NAME.test(text) ? lookup(text) : undefined;
+    if (id === undefined || id > MAX_ID) {
+      context.addIssue({ code: z.ZodIssueCode.custom });
+      return z.NEVER;
+    }
+    return id;
+  });
+}
+
+/** Builds the key specs of [bypass.NAME], in the order the documentation lists them. */
+function bypassKeys(accounts: AccountDatabase): Record<string, KeySpec> {
+  return {
+    protocol: { schema: z.enum(PROTOCOLS), allowed: PROTOCOLS.join(", ") },
+    local_port: { schema: decimal(1, 65535), allowed: "a port number from 1 to 65535" },
+    remote_port: { schema: decimal(1, 65535), allowed: "a port number from 1 to 65535" },
+    source: { schema: cidrList, allowed: CIDR_ALLOWED },
+    destination: { schema: cidrList, allowed: CIDR_ALLOWED },
+    uid: {
+      schema: accountId((name) => accounts.userId(name)),
+      allowed: `a user id from 0 to ${MAX_ID}, or a user name listed in /etc/passwd`,
+    },
+    gid: {
+      schema: accountId((name) => accounts.groupId(name)),
+      allowed: `a group id from 0 to ${MAX_ID}, or a group name listed in /etc/group`,
+    },
+    interface: {
+      schema: z.string().regex(/^[A-Za-z0-9_.@:-]{1,15}$/),
+      allowed: "an interface name of at most 15 characters of A-Z a-z 0-9 _ . @ : -",
+    },
+    service: {
+      // Instances of template units (NAME@INSTANCE.service) live one level
+      // deeper, in a slice whose name systemd escapes, so they are left out.
+      schema: z.string().regex(/^[A-Za-z0-9_:][A-Za-z0-9_:.-]{0,246}\.service$/),
+      allowed: "a systemd unit name ending in .service, such as transmission-daemon.service, made of A-Z a-z 0-9 _ : . - (template instances with @ are not supported)",
+    },
+  };
+}
+
+/** Keys that select connections; a section needs at least one. */
+const SELECTOR_KEYS = ["local_port", "remote_port", "source", "destination", "uid", "gid", "interface", "service"];
+
+/** Keys that select connections this host opens or forwards, which local_port cannot describe. */
+const OUTGOING_KEYS = ["destination", "uid", "gid", "service", "interface"];
+
+/** Keys that select connections of local processes, which never arrive through an interface. */
+const LOCAL_KEYS = ["uid", "gid", "service"];
+
+/** Keys that select connections arriving through an interface. */
+const ARRIVING_KEYS = ["source", "interface"];
 
 const SECTIONS: Record<string, Record<string, KeySpec>> = {
   table: TABLE_KEYS,
@@ -106,14 +172,18 @@ export const DEFAULTS: Omit<Config, "source"> = {
  * Validates the object the ini package parsed from `source` and merges it over
  * the defaults. Throws one ConfigError listing every problem found.
  */
-export function validateConfig(parsed: Record<string, unknown>, source: string): Config {
+export function validateConfig(
+  parsed: Record<string, unknown>,
+  source: string,
+  accounts: AccountDatabase = localAccounts(),
+): Config {
   const problems: string[] = [];
   const config: Config = structuredClone({ ...DEFAULTS, source });
   const bypasses: Bypass[] = [];
 
   for (const [section, body] of Object.entries(parsed)) {
     if (section === "bypass") {
-      readBypassSections(body, problems, bypasses);
+      readBypassSections(body, problems, bypasses, bypassKeys(accounts));
       continue;
     }
     const keys = Object.hasOwn(SECTIONS, section) ? SECTIONS[section] : undefined;
@@ -143,7 +213,7 @@ export function validateConfig(parsed: Record<string, unknown>, source: string):
   return config;
 }
 
-function readBypassSections(body: unknown, problems: string[], bypasses: Bypass[]): void {
+function readBypassSections(body: unknown, problems: string[], bypasses: Bypass[], keys: Record<string, KeySpec>): void {
   if (!isPlainObject(body)) {
     problems.push("[bypass]: use one [bypass.NAME] section per bypass, for example [bypass.ssh]");
     return;
@@ -158,17 +228,68 @@ function readBypassSections(body: unknown, problems: string[], bypasses: Bypass[
     }
     const values: Record<string, unknown> = {};
     for (const [key, raw] of Object.entries(section)) {
-      values[key] = readKey(label, BYPASS_KEYS, key, raw, problems);
+      values[key] = readKey(label, keys, key, raw, problems);
     }
-    for (const required of Object.keys(BYPASS_KEYS)) {
-      if (!Object.hasOwn(section, required)) {
-        problems.push(`${label}.${required}: missing; allowed: ${BYPASS_KEYS[required]!.allowed}`);
-      }
-    }
-    if (values.protocol !== undefined && values.local_port !== undefined) {
-      bypasses.push({ name, protocol: values.protocol as Bypass["protocol"], localPort: values.local_port as number });
+    const before = problems.length;
+    checkBypassKeys(label, Object.keys(section), keys, problems);
+    const valid = Object.keys(section).every((key) => values[key] !== undefined);
+    if (valid && problems.length === before) {
+      bypasses.push(toBypass(name, values));
     }
   }
+}
+
+// Checks which keys a section has, not their values, so that one bad value
+// gives one message.
+function checkBypassKeys(label: string, present: string[], keys: Record<string, KeySpec>, problems: string[]): void {
+  const has = (key: string) => present.includes(key);
+  if (!SELECTOR_KEYS.some(has)) {
+    // The usual section is protocol and local_port, so both are named.
+    if (!has("protocol")) {
+      problems.push(`${label}.protocol: missing; allowed: ${keys.protocol!.allowed}`);
+    }
+    problems.push(
+      `${label}.local_port: missing; allowed: ${keys.local_port!.allowed}, or instead another selector: ${SELECTOR_KEYS.filter((key) => key !== "local_port").join(", ")}`,
+    );
+    return;
+  }
+  if ((has("local_port") || has("remote_port")) && !has("protocol")) {
+    problems.push(`${label}.protocol: missing; local_port and remote_port need it; allowed: ${keys.protocol!.allowed}`);
+  }
+  const outgoing = OUTGOING_KEYS.find(has);
+  if (has("local_port") && outgoing !== undefined) {
+    problems.push(
+      `${label}.local_port: cannot be combined with ${outgoing}; local_port selects inbound connections by the port they arrive on, ` +
+        `and ${outgoing} selects connections this host opens or forwards; use remote_port for the port they go to`,
+    );
+  }
+  const local = LOCAL_KEYS.find(has);
+  const arriving = ARRIVING_KEYS.find(has);
+  if (local !== undefined && arriving !== undefined) {
+    problems.push(
+      `${label}.${arriving}: cannot be combined with ${local}; ${local} selects connections that processes of this host open, ` +
+        `and ${arriving} selects connections that arrive through an interface; use two [bypass.NAME] sections`,
+    );
+  }
+}
+
+function toBypass(name: string, values: Record<string, unknown>): Bypass {
+  const bypass: Bypass = { name };
+  const copy = <K extends keyof Bypass>(key: K, from: string) => {
+    if (values[from] !== undefined) {
+      bypass[key] = values[from] as Bypass[K];
+    }
+  };
+  copy("protocol", "protocol");
+  copy("localPort", "local_port");
+  copy("remotePort", "remote_port");
+  copy("source", "source");
+  copy("destination", "destination");
+  copy("uid", "uid");
+  copy("gid", "gid");
+  copy("interface", "interface");
+  copy("service", "service");
+  return bypass;
 }
 
 function readKey(
@@ -209,7 +330,7 @@ function checkCombinations(config: Config, problems: string[]): void {
   }
   const seen = new Set<string>();
   for (const bypass of config.bypass) {
-    const key = `${bypass.protocol}/${bypass.localPort}`;
+    const key = describeBypass(bypass);
     if (seen.has(key)) {
       problems.push(`bypass.${bypass.name}: ${key} is already selected by another [bypass.*] section`);
     }

@@ -1,5 +1,5 @@
 import { IPT_CHAIN_OUTPUT, IPT_CHAIN_PREROUTING, IPT_COMMENT } from "../owner.js";
-import { hex, type MarkingSpec } from "./marking.js";
+import { hex, selectionsOf, type MarkingSpec, type Selection } from "./marking.js";
 
 // Our rules live in two chains of our own in the mangle table. Each built-in
 // chain reaches them through one jump tagged with our comment, inserted first
@@ -74,7 +74,7 @@ function isTagged(line: string): boolean {
  * the rules of `spec` and adds the tagged jumps that are missing. Declaring a
  * chain that exists flushes it, so repeating this leaves one copy.
  */
-export function renderIptablesApply(spec: MarkingSpec, observed: IptablesObserved): string {
+export function renderIptablesApply(spec: MarkingSpec, observed: IptablesObserved, family: 4 | 6 = 4): string {
   const { value, mask } = spec.mark;
   const markArgs = `${hex(value)}/${hex(mask)}`;
   const lines = ["*mangle", `:${IPT_CHAIN_PREROUTING} - [0:0]`, `:${IPT_CHAIN_OUTPUT} - [0:0]`];
@@ -82,10 +82,22 @@ export function renderIptablesApply(spec: MarkingSpec, observed: IptablesObserve
   for (const tunnel of spec.tunnels) {
     lines.push(`-A ${IPT_CHAIN_PREROUTING} -i ${tunnel} -j RETURN`);
   }
-  for (const bypass of spec.bypass) {
-    lines.push(
-      `-A ${IPT_CHAIN_PREROUTING} -p ${bypass.protocol} -m ${bypass.protocol} --dport ${bypass.localPort} -m conntrack --ctdir ORIGINAL -m comment --comment bypass.${bypass.name} -j CONNMARK --set-xmark ${markArgs}`,
-    );
+  // NOTE: connections selected in OUTPUT get no source NAT here, unlike
+  // with nftables; markingWarnings tells the administrator which rule to add.
+  // A rule that names addresses of the other family has no place in this
+  // family's table; leaving them out would select every address instead.
+  const selections = spec.bypass.flatMap(selectionsOf).filter((selection) => selection.family === undefined || selection.family === family);
+  for (const selection of selections) {
+    const chain = selection.hook === "prerouting" ? IPT_CHAIN_PREROUTING : IPT_CHAIN_OUTPUT;
+    // One rule per address pair, as iptables-restore would expand a list.
+    for (const source of selection.sources ?? [undefined]) {
+      for (const destination of selection.destinations ?? [undefined]) {
+        const matches = iptablesMatches(selection, source, destination);
+        lines.push(
+          `-A ${chain} ${matches}-m conntrack --ctdir ORIGINAL -m comment --comment bypass.${selection.bypass} -j CONNMARK --set-xmark ${markArgs}`,
+        );
+      }
+    }
   }
   for (const chain of [IPT_CHAIN_PREROUTING, IPT_CHAIN_OUTPUT]) {
     lines.push(`-A ${chain} -m connmark --mark ${markArgs} -j MARK --set-xmark ${markArgs}`);
@@ -117,4 +129,27 @@ export function renderIptablesRemove(observed: IptablesObserved): string | undef
   }
   lines.push("COMMIT", "");
   return lines.join("\n");
+}
+
+/** Renders the matches of one selection with one source and destination, each followed by a space. */
+function iptablesMatches(selection: Selection, source: string | undefined, destination: string | undefined): string {
+  const words: string[] = [];
+  if (selection.inInterface !== undefined) words.push(`-i ${selection.inInterface}`);
+  if (source !== undefined) words.push(`-s ${source}`);
+  if (destination !== undefined) words.push(`-d ${destination}`);
+  if (selection.protocol !== undefined) {
+    words.push(`-p ${selection.protocol}`);
+    const ports: string[] = [];
+    if (selection.sourcePort !== undefined) ports.push(`--sport ${selection.sourcePort}`);
+    if (selection.destinationPort !== undefined) ports.push(`--dport ${selection.destinationPort}`);
+    if (ports.length > 0) words.push(`-m ${selection.protocol} ${ports.join(" ")}`);
+  }
+  const owner: string[] = [];
+  if (selection.uid !== undefined) owner.push(`--uid-owner ${selection.uid}`);
+  if (selection.gid !== undefined) owner.push(`--gid-owner ${selection.gid}`);
+  if (owner.length > 0) words.push(`-m owner ${owner.join(" ")}`);
+  // The kernel resolves the path against the cgroup v2 hierarchy when the
+  // rule is loaded, wherever that hierarchy is mounted.
+  if (selection.cgroupPath !== undefined) words.push(`-m cgroup --path ${selection.cgroupPath}`);
+  return words.map((word) => `${word} `).join("");
 }

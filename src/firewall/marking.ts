@@ -1,4 +1,6 @@
-import type { Bypass } from "../config/types.js";
+import type { Bypass, Protocol } from "../config/types.js";
+import type { System } from "../system/system.js";
+import type { FirewallBackend } from "./backend.js";
 
 /** What the firewall must select and mark; both backends render this. */
 export interface MarkingSpec {
@@ -15,4 +17,198 @@ export function invert(mask: number): number {
 
 export function hex(value: number): string {
   return `0x${value.toString(16)}`;
+}
+
+/**
+ * The hook a selection rule runs in. `prerouting` matches connections that
+ * arrive through an interface other than a tunnel, inbound or forwarded.
+ * `output` matches connections that processes of this host open, and its
+ * chain makes the kernel route a packet again after the mark changes.
+ */
+export type SelectionHook = "prerouting" | "output";
+
+/**
+ * One selection rule, independent of the firewall backend. It matches the
+ * original direction of a connection only, so replies to a connection that
+ * came in through the tunnel are never selected.
+ */
+export interface Selection {
+  bypass: string;
+  hook: SelectionHook;
+  /** Set when the rule matches addresses, which exist in one family only. */
+  family?: 4 | 6;
+  protocol?: Protocol;
+  sourcePort?: number;
+  destinationPort?: number;
+  /** CIDRs of `family`; absent means any source. */
+  sources?: string[];
+  /** CIDRs of `family`; absent means any destination. */
+  destinations?: string[];
+  inInterface?: string;
+  uid?: number;
+  gid?: number;
+  /** The unit's cgroup v2 path below the root, such as "system.slice/cron.service". */
+  cgroupPath?: string;
+}
+
+/** Returns whether a section selects connections opened here or forwarded, rather than inbound ones. */
+export function isOutgoing(bypass: Bypass): boolean {
+  return [bypass.uid, bypass.gid, bypass.service, bypass.destination, bypass.interface].some((value) => value !== undefined);
+}
+
+/** Returns whether a section selects only connections that processes of this host open. */
+export function isLocalOnly(bypass: Bypass): boolean {
+  return [bypass.uid, bypass.gid, bypass.service].some((value) => value !== undefined);
+}
+
+/** Returns the cgroup v2 path of a systemd system unit, as systemd places it. */
+export function serviceCgroupPath(service: string): string {
+  return `system.slice/${service}`;
+}
+
+/** Returns 4 or 6 for a CIDR that validation accepted. */
+export function cidrFamily(cidr: string): 4 | 6 {
+  return cidr.includes(":") ? 6 : 4;
+}
+
+/**
+ * Turns one section into the rules that select it. Inbound sections run in
+ * prerouting only. Sections with uid, gid or service run in output only.
+ * Sections with destination but without interface or source run in both,
+ * for connections opened here and for those forwarded from other hosts.
+ * Addresses split a rule by family, and a family that lacks addresses for
+ * a given address key gets no rule, because a rule without them would
+ * select every address.
+ */
+export function selectionsOf(bypass: Bypass): Selection[] {
+  const outgoing = isOutgoing(bypass);
+  const hooks: SelectionHook[] = [];
+  if (!isLocalOnly(bypass)) {
+    hooks.push("prerouting");
+  }
+  if (isLocalOnly(bypass) || (bypass.destination !== undefined && bypass.source === undefined && bypass.interface === undefined)) {
+    hooks.push("output");
+  }
+
+  const base: Selection = { bypass: bypass.name, hook: "prerouting" };
+  if (bypass.protocol !== undefined) base.protocol = bypass.protocol;
+  // The remote end's port is the destination port of a connection this
+  // host opens or forwards, and the source port of one that comes in.
+  if (outgoing) {
+    if (bypass.remotePort !== undefined) base.destinationPort = bypass.remotePort;
+  } else {
+    if (bypass.localPort !== undefined) base.destinationPort = bypass.localPort;
+    if (bypass.remotePort !== undefined) base.sourcePort = bypass.remotePort;
+  }
+  if (bypass.interface !== undefined) base.inInterface = bypass.interface;
+  if (bypass.uid !== undefined) base.uid = bypass.uid;
+  if (bypass.gid !== undefined) base.gid = bypass.gid;
+  if (bypass.service !== undefined) base.cgroupPath = serviceCgroupPath(bypass.service);
+
+  const addressed = bypass.source !== undefined || bypass.destination !== undefined;
+  const variants: Selection[] = [];
+  if (!addressed) {
+    variants.push(base);
+  } else {
+    for (const family of [4, 6] as const) {
+      const sources = bypass.source?.filter((cidr) => cidrFamily(cidr) === family);
+      const destinations = bypass.destination?.filter((cidr) => cidrFamily(cidr) === family);
+      if (sources?.length === 0 || destinations?.length === 0) {
+        continue;
+      }
+      variants.push({
+        ...base,
+        family,
+        ...(sources === undefined ? {} : { sources }),
+        ...(destinations === undefined ? {} : { destinations }),
+      });
+    }
+  }
+  return hooks.flatMap((hook) => variants.map((variant) => ({ ...variant, hook })));
+}
+
+/** Returns whether any section runs in the output chain. */
+export function hasOutputSelections(spec: MarkingSpec): boolean {
+  return spec.bypass.some((bypass) => selectionsOf(bypass).some((selection) => selection.hook === "output"));
+}
+
+/** Describes a section's selectors in one line, for logs, status and error messages. */
+export function describeBypass(bypass: Bypass): string {
+  const parts: string[] = [];
+  if (bypass.protocol !== undefined) {
+    parts.push(bypass.localPort === undefined ? bypass.protocol : `${bypass.protocol}/${bypass.localPort}`);
+  }
+  if (bypass.remotePort !== undefined) parts.push(`remote port ${bypass.remotePort}`);
+  if (bypass.source !== undefined) parts.push(`from ${bypass.source.join(" ")}`);
+  if (bypass.destination !== undefined) parts.push(`to ${bypass.destination.join(" ")}`);
+  if (bypass.interface !== undefined) parts.push(`forwarded from ${bypass.interface}`);
+  if (bypass.uid !== undefined) parts.push(`uid ${bypass.uid}`);
+  if (bypass.gid !== undefined) parts.push(`gid ${bypass.gid}`);
+  if (bypass.service !== undefined) parts.push(`service ${bypass.service}`);
+  return parts.join(" ");
+}
+
+/**
+ * Returns why a `service` selector cannot work here, one problem per line,
+ * or nothing. nft looks the cgroup path up under /sys/fs/cgroup, so it needs
+ * the unified layout there. The kernel resolves iptables' `--path` against
+ * the cgroup v2 hierarchy, which a hybrid layout mounts elsewhere (such as
+ * /sys/fs/cgroup/unified). Both resolve the path when the rule is loaded, so
+ * the unit must be running at `up`.
+ */
+export async function checkServiceSelectors(system: System, backend: FirewallBackend, bypasses: readonly Bypass[]): Promise<string[]> {
+  const services = bypasses.filter((bypass) => bypass.service !== undefined);
+  if (services.length === 0) {
+    return [];
+  }
+  const root = backend === "nftables" ? "/sys/fs/cgroup" : cgroup2Mount(await system.readText("/proc/self/mountinfo"));
+  if (root === undefined || (await system.readText(`${root}/cgroup.controllers`)) === undefined) {
+    const names = services.map((bypass) => `bypass.${bypass.name}.service`).join(", ");
+    return [
+      backend === "nftables"
+        ? `${names}: nftables finds a unit's cgroup under /sys/fs/cgroup, but cgroup v2 is not mounted there (this host uses the hybrid or legacy layout); ` +
+          "boot with systemd.unified_cgroup_hierarchy=1, or set firewall.backend = iptables, which finds the cgroup v2 hierarchy wherever it is mounted"
+        : `${names}: no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo), so a unit's traffic cannot be selected`,
+    ];
+  }
+  const problems: string[] = [];
+  for (const bypass of services) {
+    const path = `${root}/${serviceCgroupPath(bypass.service!)}`;
+    if ((await system.readText(`${path}/cgroup.procs`)) === undefined) {
+      problems.push(
+        `bypass.${bypass.name}.service: cgroup ${path} not found; start ${bypass.service} before up, ` +
+          "and run up again after each restart of the unit, because the firewall keeps the cgroup it found at up",
+      );
+    }
+  }
+  return problems;
+}
+
+/** Returns the mount point of the cgroup v2 hierarchy from /proc/self/mountinfo text. */
+export function cgroup2Mount(mountinfo: string | undefined): string | undefined {
+  for (const line of (mountinfo ?? "").split("\n")) {
+    const [mountFields = "", fsFields = ""] = line.split(" - ");
+    if (fsFields.split(" ")[0] === "cgroup2") {
+      return mountFields.split(" ")[4];
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Returns warnings about a marking that installs but may not work. iptables
+ * here gets no source NAT: a connection selected in output keeps the source
+ * address that its socket took from the VPN's routes, usually the tunnel's.
+ */
+export function markingWarnings(spec: MarkingSpec, backend: FirewallBackend): string[] {
+  if (backend === "nftables" || !hasOutputSelections(spec)) {
+    return [];
+  }
+  const names = spec.bypass.filter((bypass) => selectionsOf(bypass).some((selection) => selection.hook === "output")).map((bypass) => `bypass.${bypass.name}`);
+  return [
+    `${names.join(", ")} select connections this host opens, and with ${backend} splitroute does not change their source address, ` +
+      "so a connection that took the tunnel's address leaves the uplink with it and gets no reply; " +
+      `add source NAT on the uplink (iptables -t nat -A POSTROUTING -o UPLINK -m connmark --mark ${hex(spec.mark.value)}/${hex(spec.mark.mask)} -j MASQUERADE, and the same with ip6tables), ` +
+      "or use firewall.backend = nftables, which adds it",
+  ];
 }

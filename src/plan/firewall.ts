@@ -24,7 +24,7 @@ export function planFirewallApply(
     kind: "run",
     summary: `installing IPv${family} iptables marking`,
     argv: [iptablesTools(backend, family).restore, "--noflush"],
-    input: renderIptablesApply(spec, observed[family] ?? NOTHING_OBSERVED),
+    input: renderIptablesApply(spec, observed[family] ?? NOTHING_OBSERVED, family),
   }));
 }
 

@@ -556,7 +556,7 @@ describe("configuration round trip", () => {
     for (const section of format.sectionOrder) {
       if (section === "bypass") {
         for (const bypass of config.bypass) {
-          lines.push(`[bypass.${bypass.name}]`, keyLine("protocol", bypass.protocol), keyLine("local_port", String(bypass.localPort)));
+          lines.push(`[bypass.${bypass.name}]`, keyLine("protocol", bypass.protocol!), keyLine("local_port", String(bypass.localPort)));
           if (format.blankLines) lines.push("");
         }
         continue;
