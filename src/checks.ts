@@ -57,8 +57,13 @@ export async function checkEarlyRpFilter(system: System, state: State): Promise<
   if (result.exitCode !== 0) {
     return [];
   }
+  return findEarlyRpFilters(result.stdout);
+}
+
+/** Finds the early IPv6 reverse-path filters that checkEarlyRpFilter describes in `nft list ruleset` output. */
+export function findEarlyRpFilters(ruleset: string): string[] {
   const problems: string[] = [];
-  for (const chain of result.stdout.split(/\n(?=\s*chain )/)) {
+  for (const chain of ruleset.split(/\n(?=\s*chain )/)) {
     const hook = /type filter hook prerouting priority ([a-z]+)?\s*([+-]\s*\d+|-?\d+)?/.exec(chain);
     if (hook === null) {
       continue;

@@ -36,11 +36,15 @@ Commands:
             print the exact commands up or down would run now, and run none
   status    show what is installed and whether the system still matches
             (exit code 1 when it no longer matches)
+  check     list everything that would keep the bypass from working, each with
+            its fix, and change nothing (exit code 0 when all is fine, 1 with
+            warnings, 2 with errors)
 
 Options:
   --dev IFACE         tunnel device (default: $dev from OpenVPN, else the first argument)
   --config FILE       configuration file (default: $SPLITROUTE_CONFIG, else /etc/splitroute/splitroute.conf)
-  --json              status: print JSON
+  --json              status and check: print JSON
+  --openvpn FILE      check: also check this OpenVPN client configuration (repeatable)
   --log-format FMT    text (default) or json; also $SPLITROUTE_LOG_FORMAT
   --verbose           log reads and probes too
   -h, --help          show this help
@@ -58,6 +62,7 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
         dev: { type: "string" },
         config: { type: "string" },
         json: { type: "boolean" },
+        openvpn: { type: "string", multiple: true },
         "log-format": { type: "string" },
         verbose: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -120,6 +125,14 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
         const flow = parseFlow(rest);
         process.stdout.write(await explain(makeContext(configForRecord(values.config, env, log), log, env), flow));
         return 0;
+      }
+      case "check": {
+        // Reading nftables and iptables needs root; other users get a warning that marks were not checked.
+        const { check, renderCheck } = await import("./commands/check.js");
+        const context = makeContext(loadConfig(values.config, env), log, env);
+        const report = await check(context, { openvpn: values.openvpn ?? [], readFirewall: process.getuid?.() === 0 });
+        process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderCheck(report));
+        return report.exitCode;
       }
       case "status": {
         // nftables and iptables cannot be read without root. Other users get

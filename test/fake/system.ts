@@ -112,6 +112,18 @@ export class FakeSystem implements System {
     return this.files.get(path);
   }
 
+  /** Lists the names directly inside the folder `path` that `files` has, or undefined when it has none. */
+  async listDirectory(path: string): Promise<string[] | undefined> {
+    const prefix = `${path.replace(/\/$/, "")}/`;
+    const names = new Set<string>();
+    for (const file of this.files.keys()) {
+      if (file.startsWith(prefix)) {
+        names.add(file.slice(prefix.length).split("/")[0]!);
+      }
+    }
+    return names.size === 0 ? undefined : [...names].sort();
+  }
+
   async readSysctl(key: string): Promise<string | undefined> {
     return this.sysctls.get(key);
   }

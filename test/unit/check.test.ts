@@ -1,0 +1,408 @@
+import { describe, expect, test } from "vitest";
+
+import { check, checkNode, renderCheck, type CheckReport } from "../../src/commands/check.js";
+import { parseIptablesMarkWrite, parseNftMarkWrite } from "../../src/check/marks.js";
+import { parseOpenVpnConfig } from "../../src/check/openvpn.js";
+import { exitCodeOf } from "../../src/check/report.js";
+import type { BackendChoice, Config } from "../../src/config/types.js";
+import { MemoryStateStore } from "../../src/state.js";
+import { up } from "../../src/commands/up.js";
+import { testConfig, testContext, vpnHost } from "../fake/host.js";
+import { FakeSystem } from "../fake/system.js";
+
+const RT_TABLES = "/etc/iproute2/rt_tables";
+const RT_TABLES_D = "/etc/iproute2/rt_tables.d";
+
+/** Builds the fake VPN host with table 2 declared as redirect, as the packages install it. */
+function declaredHost(options: ConstructorParameters<typeof FakeSystem>[0] = {}): FakeSystem {
+  const system = vpnHost(options);
+  system.files.set(RT_TABLES, "255\tlocal\n254\tmain\n253\tdefault\n0\tunspec\n#1\tinr.ruhep\n");
+  system.files.set(`${RT_TABLES_D}/splitroute.conf`, "2 redirect\n");
+  return system;
+}
+
+async function runCheck(system: FakeSystem, options: Parameters<typeof check>[1] = {}, config: Config = testConfig("nftables")): Promise<CheckReport> {
+  return check(testContext(system, config), options);
+}
+
+/** Returns the findings of one severity whose text contains `text`. */
+function matching(report: CheckReport, severity: string, text: string) {
+  return report.findings.filter((finding) => finding.severity === severity && `${finding.what} ${finding.fix ?? ""}`.includes(text));
+}
+
+describe("check on a clean host", () => {
+  test("clean host reports only ok", async () => {
+    const system = declaredHost();
+    const report = await runCheck(system);
+    expect(report.findings.filter((finding) => finding.severity !== "ok")).toEqual([]);
+    expect(report.exitCode).toBe(0);
+    expect(system.unsupported).toEqual([]);
+  });
+
+  test("check changes nothing", async () => {
+    const system = declaredHost();
+    system.setUp(["nft", "-f", "-"], "table inet foreign {\n\tchain pre {\n\t\tmeta mark set 0x00000002\n\t}\n}\n");
+    const before = system.render();
+    for (const backend of ["nftables", "iptables", "iptables-nft", "iptables-legacy"] as BackendChoice[]) {
+      await runCheck(system, { openvpn: ["/etc/openvpn/client.conf"] }, testConfig(backend));
+    }
+    expect(system.render()).toBe(before);
+    const writes = system.commands.map((argv) => argv.join(" ")).filter((line) => !/ route show | rule show$|^nft list |-save -t mangle$/.test(line));
+    expect(writes).toEqual([]);
+  });
+
+  test("active bypass counts as no conflict", async () => {
+    const system = declaredHost();
+    const store = new MemoryStateStore();
+    await up(testContext(system, testConfig("nftables"), store), "tun0");
+    const report = await check(testContext(system, testConfig("nftables"), store));
+    expect(report.findings.filter((finding) => finding.severity !== "ok")).toEqual([]);
+    expect(matching(report, "ok", "already active here for tun0")).toHaveLength(1);
+  });
+});
+
+describe("check tools", () => {
+  test("missing ip is an error", async () => {
+    const system = declaredHost();
+    system.tools.delete("ip");
+    const report = await runCheck(system);
+    expect(matching(report, "error", "ip is not installed")).toHaveLength(1);
+    expect(report.exitCode).toBe(2);
+  });
+
+  test("missing nft for nftables backend", async () => {
+    const report = await runCheck(declaredHost({ tools: ["ip"] }));
+    expect(matching(report, "error", "needs nft")).toHaveLength(1);
+  });
+
+  test("auto without any firewall tool", async () => {
+    const report = await runCheck(declaredHost({ tools: ["ip"] }), {}, testConfig("auto"));
+    expect(matching(report, "error", "no firewall tool found")).toHaveLength(1);
+  });
+
+  test("missing iptables save tools", async () => {
+    const report = await runCheck(declaredHost({ tools: ["ip", "iptables-restore", "ip6tables-restore"] }), {}, testConfig("iptables"));
+    expect(matching(report, "error", "iptables-save and ip6tables-save not installed")).toHaveLength(1);
+  });
+
+  test("node version below 18.19", () => {
+    expect(checkNode("v18.18.2").severity).toBe("error");
+    expect(checkNode("v18.19.0").severity).toBe("ok");
+    expect(checkNode("v20.1.0").severity).toBe("ok");
+    expect(checkNode(process.version).what).toContain(process.version);
+  });
+});
+
+describe("check rp_filter", () => {
+  test("strict rp_filter names src_valid_mark", async () => {
+    const system = declaredHost();
+    system.sysctls.set("net.ipv4.conf.eth0.rp_filter", "1");
+    const report = await runCheck(system);
+    expect(matching(report, "ok", "strict rp_filter on eth0: up sets net.ipv4.conf.eth0.src_valid_mark=1 and down puts back 0")).toHaveLength(1);
+    expect(report.exitCode).toBe(0);
+  });
+
+  test("loose rp_filter is fine", async () => {
+    const system = declaredHost();
+    system.sysctls.set("net.ipv4.conf.all.rp_filter", "2");
+    const report = await runCheck(system);
+    expect(matching(report, "ok", "loose rp_filter on eth0")).toHaveLength(1);
+  });
+});
+
+describe("check table names", () => {
+  test("undeclared name is a warning", async () => {
+    const system = declaredHost();
+    system.files.delete(`${RT_TABLES_D}/splitroute.conf`);
+    const report = await runCheck(system);
+    const [finding] = matching(report, "warning", "table name redirect is not declared");
+    expect(finding?.fix).toBe('declare it: echo "2 redirect" > /etc/iproute2/rt_tables.d/splitroute.conf');
+    expect(report.exitCode).toBe(1);
+  });
+
+  test("name with another id", async () => {
+    const system = declaredHost();
+    system.files.set(`${RT_TABLES_D}/splitroute.conf`, "# other\n0x7 redirect\n");
+    const report = await runCheck(system);
+    expect(matching(report, "error", "declared as table 7 in /etc/iproute2/rt_tables.d/splitroute.conf")).toHaveLength(1);
+  });
+
+  test("id with another name", async () => {
+    const system = declaredHost();
+    system.files.set(RT_TABLES, `${system.files.get(RT_TABLES)}2 vpnpolicy\n`);
+    const report = await runCheck(system);
+    expect(matching(report, "warning", "table 2 is also declared as vpnpolicy (/etc/iproute2/rt_tables)")).toHaveLength(1);
+  });
+
+  test("undeclared snapshot table name", async () => {
+    const report = await runCheck(declaredHost(), {}, testConfig("nftables", { snapshot: { exclude: ["tun*"], table: "uplink" } }));
+    expect(matching(report, "error", "snapshot.table uplink is not declared")).toHaveLength(1);
+  });
+});
+
+describe("check rules and tables", () => {
+  test("foreign rule at our priority", async () => {
+    const system = declaredHost();
+    system.setUp(["ip", "-4", "rule", "add", "iif", "eth0", "lookup", "3", "priority", "1000"]);
+    const report = await runCheck(system);
+    expect(matching(report, "warning", 'IPv4 rule "1000: from all iif eth0 lookup 3" already uses priority 1000')).toHaveLength(1);
+  });
+
+  test("foreign rule using our table", async () => {
+    const system = declaredHost();
+    system.setUp(["ip", "-6", "rule", "add", "from", "2001:db8:9::/48", "lookup", "2", "priority", "2000"]);
+    const report = await runCheck(system);
+    expect(matching(report, "error", "IPv6 rule \"2000: from 2001:db8:9::/48 lookup 2\" already looks up table 2")).toHaveLength(1);
+  });
+
+  test("fwmark rule setting our bit", async () => {
+    const system = declaredHost();
+    system.setUp(["ip", "-4", "rule", "add", "fwmark", "0x6/0x6", "lookup", "100", "priority", "900"]);
+    const report = await runCheck(system);
+    expect(matching(report, "error", "matches mark bits 0x2 inside splitroute's mask 0x2")).toHaveLength(1);
+  });
+
+  test("fwmark rule reading our bit", async () => {
+    const system = declaredHost();
+    system.setUp(["ip", "-4", "rule", "add", "fwmark", "0x1", "lookup", "100", "priority", "900"]);
+    const report = await runCheck(system);
+    expect(matching(report, "warning", 'IPv4 rule "900: from all fwmark 0x1 lookup 100" reads mark bits 0x2')).toHaveLength(1);
+  });
+
+  test("disjoint and wg-quick marks pass", async () => {
+    const system = declaredHost();
+    system.setUp(["ip", "-4", "rule", "add", "fwmark", "0x4/0x4", "lookup", "100", "priority", "900"]);
+    system.setUp(["ip", "-4", "rule", "add", "fwmark", "0xca6c", "lookup", "51820", "priority", "32764"]);
+    const report = await runCheck(system);
+    expect(report.findings.filter((finding) => finding.area === "mark" && finding.severity !== "ok")).toEqual([]);
+  });
+
+  test("foreign routes in our table", async () => {
+    const system = declaredHost();
+    system.addRoutes(4, 2, ["10.30.0.0/16 dev eth0"]);
+    const report = await runCheck(system);
+    expect(matching(report, "error", "IPv4 table 2 already holds 1 route(s) of other software, such as 10.30.0.0/16 dev eth0")).toHaveLength(1);
+  });
+
+  test("leftover routes of ours", async () => {
+    const system = declaredHost();
+    system.addRoutes(6, 2, ["2001:db8:1::/64 dev eth0 proto 83"]);
+    const report = await runCheck(system);
+    const [finding] = matching(report, "warning", "IPv6 table 2 holds 1 route(s) with splitroute's protocol 83");
+    expect(finding?.fix).toBe("run splitroute cleanup");
+  });
+
+  test("no IPv4 default route", async () => {
+    const system = new FakeSystem({ interfaces: ["eth0", "tun0"] });
+    system.files.set(`${RT_TABLES_D}/splitroute.conf`, "2 redirect\n");
+    system.addRoutes(4, "main", ["192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.10", "default via 10.8.0.1 dev tun0"]);
+    const report = await runCheck(system);
+    expect(matching(report, "error", "IPv4 table main has no default route that up would copy")).toHaveLength(1);
+    expect(matching(report, "ok", "IPv6 table main has no default route")).toHaveLength(1);
+  });
+});
+
+describe("check firewall marks", () => {
+  const FOREIGN = [
+    "table inet foreign {",
+    "\tchain pre {",
+    "\t\ttype filter hook prerouting priority mangle; policy accept;",
+    "\t\ttcp dport 80 meta mark set 0x00000002 counter",
+    "\t\tmeta mark set meta mark | 0x00000004",
+    "\t\tct mark set 0x00000100",
+    "\t}",
+    "}",
+    "",
+  ].join("\n");
+
+  test("nft rules writing our bits", async () => {
+    const system = declaredHost();
+    system.setUp(["nft", "-f", "-"], FOREIGN);
+    const report = await runCheck(system);
+    expect(matching(report, "error", 'nftables table inet foreign chain pre sets mark bits 0x2 inside splitroute\'s mask 0x2 with "meta mark set 0x00000002"')).toHaveLength(1);
+    expect(matching(report, "warning", 'clears or replaces mark bits 0x2 inside splitroute\'s mask 0x2 with "ct mark set 0x00000100"')).toHaveLength(1);
+    expect(report.findings.filter((finding) => finding.what.includes("0x00000004"))).toEqual([]);
+    expect(matching(report, "ok", "no other rule or firewall")).toEqual([]);
+  });
+
+  test("iptables rules writing our bits", async () => {
+    const system = declaredHost();
+    system.files.set("/proc/net/ip_tables_names", "mangle\nfilter\n");
+    system.setUp(
+      ["iptables-legacy-restore", "--noflush"],
+      "*mangle\n-A PREROUTING -j MARK --set-xmark 0x2/0xffffffff\n-A OUTPUT -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff\n-A OUTPUT -j MARK --set-xmark 0x4/0x4\nCOMMIT\n",
+    );
+    const report = await runCheck(system);
+    expect(matching(report, "error", "iptables-legacy-save mangle chain PREROUTING sets mark bits 0x2")).toHaveLength(1);
+    expect(matching(report, "warning", "iptables-legacy-save mangle chain OUTPUT copies the whole mark 0x2")).toHaveLength(1);
+    expect(report.findings.filter((finding) => finding.what.includes("0x4/0x4"))).toEqual([]);
+  });
+
+  test("legacy table absent is not read", async () => {
+    const system = declaredHost();
+    await runCheck(system);
+    expect(system.commands.filter((argv) => argv[0]!.includes("legacy"))).toEqual([]);
+  });
+
+  test("without root marks are unchecked", async () => {
+    const report = await runCheck(declaredHost(), { readFirewall: false });
+    expect(matching(report, "warning", "were not read")).toHaveLength(1);
+    expect(report.exitCode).toBe(1);
+  });
+
+  test("nft mark expressions", () => {
+    expect(parseNftMarkWrite("meta", "0x00000010")).toEqual({ touched: 0xffffffff, set: 0x10, copies: false });
+    expect(parseNftMarkWrite("meta", "meta mark | 0x00000004")).toEqual({ touched: 0x4, set: 0x4, copies: false });
+    expect(parseNftMarkWrite("meta", "mark and 0xfffffffd")).toEqual({ touched: 0x2, set: 0, copies: false });
+    expect(parseNftMarkWrite("ct", "ct mark & 0xfffffff8 | 0x00000008")).toEqual({ touched: 0xf, set: 0x8, copies: false });
+    expect(parseNftMarkWrite("ct", "meta mark")).toEqual({ touched: 0xffffffff, set: 0, copies: true });
+    expect(parseNftMarkWrite("meta", "ip saddr map { 192.0.2.1 : 0x1 }")).toBeUndefined();
+  });
+
+  test("iptables mark targets", () => {
+    expect(parseIptablesMarkWrite("-A X -j MARK --set-xmark 0x0/0xffffff02")).toEqual({ touched: 0xffffff02, set: 0, copies: false });
+    expect(parseIptablesMarkWrite("-A X -j CONNMARK --save-mark --nfmask 0x6 --ctmask 0x6")).toEqual({ touched: 0x6, set: 0, copies: true });
+  });
+});
+
+describe("check firewalld and networkd", () => {
+  test("early IPv6 rpfilter is an error", async () => {
+    const system = declaredHost();
+    system.setUp(
+      ["nft", "-f", "-"],
+      "table inet firewalld {\n\tchain filter_PREROUTING {\n\t\ttype filter hook prerouting priority raw + 10; policy accept;\n\t\tmeta nfproto ipv6 fib saddr . mark . iif oif missing drop\n\t}\n}\n",
+    );
+    system.files.set("/etc/firewalld/firewalld.conf", "IPv6_rpfilter=yes\n");
+    const report = await runCheck(system);
+    const [finding] = matching(report, "error", "the reverse-path filter in nftables chain filter_PREROUTING (prerouting, priority -290)");
+    expect(finding?.fix).toContain("IPv6_rpfilter=loose");
+    expect(report.findings.filter((entry) => entry.area === "firewalld")).toHaveLength(1);
+  });
+
+  test("firewalld.conf strict without ruleset", async () => {
+    const system = declaredHost();
+    system.files.set("/etc/firewalld/firewalld.conf", "# comment\nDefaultZone=public\n");
+    const report = await runCheck(system);
+    expect(matching(report, "warning", "sets IPv6_rpfilter=yes (the default)")).toHaveLength(1);
+    system.files.set("/etc/firewalld/firewalld.conf", "IPv6_rpfilter=loose\n");
+    expect(matching(await runCheck(system), "ok", "IPv6 reverse-path filter is loose")).toHaveLength(1);
+  });
+
+  test("firewalld checking after marking", async () => {
+    const system = declaredHost();
+    system.setUp(
+      ["nft", "-f", "-"],
+      "table inet firewalld {\n\tchain filter_PREROUTING {\n\t\ttype filter hook prerouting priority filter + 10; policy accept;\n\t\tmeta nfproto ipv6 fib saddr . mark . iif oif missing drop\n\t}\n}\n",
+    );
+    system.files.set("/etc/firewalld/firewalld.conf", "IPv6_rpfilter=strict\n");
+    const report = await runCheck(system);
+    expect(report.findings.filter((finding) => finding.area === "firewalld").map((finding) => [finding.severity, finding.what])).toEqual([
+      ["ok", "firewalld runs with IPv6_rpfilter=strict, and its reverse-path check comes after splitroute marks packets"],
+    ]);
+  });
+
+  test("networkd removes foreign rules", async () => {
+    const system = declaredHost();
+    system.files.set("/run/systemd/netif/state", "OPER_STATE=routable\n");
+    system.files.set("/etc/systemd/networkd.conf", "[Network]\n#ManageForeignRoutingPolicyRules=yes\n");
+    const report = await runCheck(system);
+    const [finding] = matching(report, "warning", "ManageForeignRoutingPolicyRules=yes (the default)");
+    expect(finding?.fix).toContain("ManageForeignRoutingPolicyRules=no");
+    expect(matching(report, "warning", "ManageForeignRoutes=yes (the default)")).toHaveLength(1);
+  });
+
+  test("networkd drop-in keeps foreign rules", async () => {
+    const system = declaredHost();
+    system.files.set("/run/systemd/netif/state", "OPER_STATE=routable\n");
+    system.files.set("/usr/lib/systemd/networkd.conf.d/50-vendor.conf", "[Network]\nManageForeignRoutingPolicyRules=yes\n");
+    system.files.set("/etc/systemd/networkd.conf.d/splitroute.conf", "[Network]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=off\n");
+    const report = await runCheck(system);
+    expect(report.findings.filter((finding) => finding.area === "systemd-networkd").map((finding) => finding.severity)).toEqual(["ok", "ok"]);
+  });
+
+  test("networkd not running is fine", async () => {
+    const report = await runCheck(declaredHost());
+    expect(matching(report, "ok", "systemd-networkd is not running")).toHaveLength(1);
+  });
+});
+
+describe("check OpenVPN configuration", () => {
+  const PATH = "/etc/openvpn/client.conf";
+
+  test("user without down-root plugin", async () => {
+    const system = declaredHost();
+    system.files.set(PATH, "client\ndev tun\nuser nobody\ngroup nogroup\nup-restart\nup /usr/lib/splitroute/up\ndown /usr/lib/splitroute/down\n");
+    const report = await runCheck(system, { openvpn: [PATH] });
+    const openvpn = report.findings.filter((finding) => finding.area === "openvpn");
+    expect(openvpn.map((finding) => [finding.severity, finding.what])).toEqual([
+      ["error", `${PATH}: script-security is not set (1)`],
+      ["error", `${PATH}: "user nobody" without the down-root plugin`],
+      ["warning", `${PATH}: up-restart together with "user nobody"`],
+      ["warning", `${PATH}: "user nobody" without persist-tun`],
+      ["warning", `${PATH}: "user nobody" without persist-key`],
+    ]);
+    expect(report.exitCode).toBe(2);
+  });
+
+  test("README configuration passes", async () => {
+    const system = declaredHost();
+    system.files.set(
+      PATH,
+      [
+        "# client",
+        "user nobody",
+        "group nogroup",
+        "persist-tun",
+        "persist-key",
+        "script-security 2",
+        "up /usr/lib/splitroute/up",
+        "plugin /usr/lib/x86_64-linux-gnu/openvpn/plugins/openvpn-plugin-down-root.so /usr/lib/splitroute/down",
+        "<ca>",
+        "user root",
+        "</ca>",
+      ].join("\n"),
+    );
+    const report = await runCheck(system, { openvpn: [PATH] });
+    expect(report.findings.filter((finding) => finding.area === "openvpn").map((finding) => finding.severity)).toEqual(["ok"]);
+    expect(report.exitCode).toBe(0);
+  });
+
+  test("low script-security and missing file", async () => {
+    const system = declaredHost();
+    system.files.set(PATH, "script-security 1 ; hooks off\n");
+    const report = await runCheck(system, { openvpn: [PATH, "/etc/openvpn/missing.conf"] });
+    expect(matching(report, "error", `${PATH}: script-security is 1`)).toHaveLength(1);
+    expect(matching(report, "error", "OpenVPN configuration /etc/openvpn/missing.conf not found")).toHaveLength(1);
+  });
+
+  test("parser skips comments and blocks", () => {
+    const directives = parseOpenVpnConfig("; comment\n# user root\n<key>\nuser x\n</key>\n--persist-tun\nUSER nobody\n");
+    expect([...directives.keys()]).toEqual(["persist-tun", "user"]);
+  });
+});
+
+describe("check report", () => {
+  test("exit code follows worst finding", () => {
+    expect(exitCodeOf([{ severity: "ok", area: "a", what: "w" }])).toBe(0);
+    expect(exitCodeOf([{ severity: "ok", area: "a", what: "w" }, { severity: "warning", area: "a", what: "w" }])).toBe(1);
+    expect(exitCodeOf([{ severity: "warning", area: "a", what: "w" }, { severity: "error", area: "a", what: "w" }])).toBe(2);
+  });
+
+  test("render lists errors first", async () => {
+    const system = declaredHost();
+    system.addRoutes(4, 2, ["10.30.0.0/16 dev eth0"]);
+    system.files.delete(`${RT_TABLES_D}/splitroute.conf`);
+    const text = renderCheck(await runCheck(system));
+    const lines = text.split("\n");
+    expect(lines[0]).toMatch(/^error    table: IPv4 table 2 already holds 1 route/);
+    expect(lines[1]).toMatch(/^ {9}why: /);
+    expect(lines[2]).toMatch(/^ {9}fix: set table.id/);
+    expect(lines[3]).toMatch(/^warning  table name: table name redirect is not declared/);
+    expect(text).toMatch(/\n1 error, 1 warning, \d+ ok\n$/);
+  });
+
+  test("report is plain JSON", async () => {
+    const report = await runCheck(declaredHost());
+    expect(JSON.parse(JSON.stringify(report))).toEqual(report);
+  });
+});
