@@ -44,6 +44,12 @@ const DEB_DEPENDS = "nodejs (>= 18.19), iproute2, nftables | iptables";
 // for splitroute.mjs beside itself.
 const LIB_DIR = "usr/lib/splitroute";
 const DOC_DIR = "usr/share/doc/splitroute";
+// NetworkManager runs the scripts here as well as those in /etc/NetworkManager/dispatcher.d.
+const NM_DISPATCHER_DIR = "usr/lib/NetworkManager/dispatcher.d";
+// Folders that NetworkManager's own package creates as well. Owning them too
+// lets rpm remove them on erase where NetworkManager is not installed. dpkg
+// does this for the deb by itself.
+const RPM_SHARED_DIRS = ["/usr/lib/NetworkManager", `/${NM_DISPATCHER_DIR}`];
 
 // Conffiles in the deb and %config(noreplace) in the rpm.
 const CONFFILES = ["etc/iproute2/rt_tables.d/splitroute.conf", "etc/splitroute/splitroute.conf"];
@@ -120,11 +126,16 @@ function parseChangelog(text) {
  */
 function stageTree(stage, release) {
   const bundled = writeBundle(join(stage, LIB_DIR, "splitroute.mjs"));
-  for (const hook of ["up", "down", "run-splitroute"]) {
+  for (const hook of ["up", "down", "run-splitroute", "nm-dispatcher"]) {
     install(join(REPO, "hooks", hook), join(stage, LIB_DIR, hook), 0o755);
   }
   mkdirSync(join(stage, "usr/bin"), { recursive: true });
   symlinkSync("../lib/splitroute/run-splitroute", join(stage, "usr/bin/splitroute"));
+  // nm-dispatcher follows links and checks the target, and hooks/nm-dispatcher
+  // finds run-splitroute beside the target. A file of the same name in
+  // /etc/NetworkManager/dispatcher.d takes precedence over this link.
+  mkdirSync(join(stage, NM_DISPATCHER_DIR), { recursive: true });
+  symlinkSync("../../splitroute/nm-dispatcher", join(stage, NM_DISPATCHER_DIR, "90-splitroute"));
 
   install(join(PACKAGING, "splitroute.conf"), join(stage, "etc/splitroute/splitroute.conf"), 0o644);
   install(join(PACKAGING, "rt_tables.conf"), join(stage, "etc/iproute2/rt_tables.d/splitroute.conf"), 0o644);
@@ -292,8 +303,8 @@ function buildRpm(work, stage, bundled, release, outDir) {
 
 /**
  * Lists the tree for the spec's %files: the folders that are splitroute's
- * own, and every file, with the marking the deb gives it (conffiles) or
- * that rpm expects for docs.
+ * own or shared with NetworkManager, and every file, with the marking the
+ * deb gives it (conffiles) or that rpm expects for docs.
  */
 function rpmFileList(tree) {
   const lines = ["%defattr(-,root,root,-)"];
@@ -301,7 +312,7 @@ function rpmFileList(tree) {
     const installed = `/${relative(tree, path)}`;
     const stat = lstatSync(path);
     if (stat.isDirectory()) {
-      if (installed.split("/").includes(NAME)) {
+      if (installed.split("/").includes(NAME) || RPM_SHARED_DIRS.includes(installed)) {
         lines.push(`%dir ${installed}`);
       }
     } else if (CONFFILES.includes(installed.slice(1))) {

@@ -32,7 +32,9 @@ const EXPECTED_FILES: Array<[path: string, mode: string, target?: string]> = [
   ["/etc/iproute2/rt_tables.d/splitroute.conf", "100644"],
   ["/etc/splitroute/splitroute.conf", "100644"],
   ["/usr/bin/splitroute", "120777", "../lib/splitroute/run-splitroute"],
+  ["/usr/lib/NetworkManager/dispatcher.d/90-splitroute", "120777", "../../splitroute/nm-dispatcher"],
   ["/usr/lib/splitroute/down", "100755"],
+  ["/usr/lib/splitroute/nm-dispatcher", "100755"],
   ["/usr/lib/splitroute/run-splitroute", "100755"],
   ["/usr/lib/splitroute/splitroute.mjs", "100644"],
   ["/usr/lib/splitroute/up", "100755"],
@@ -129,6 +131,7 @@ describe.skipIf(SKIP_REASON !== undefined)(`deb and rpm packages${SKIP_REASON ==
     }
     expect(interpreters).toEqual({
       "/usr/lib/splitroute/down": "/bin/sh",
+      "/usr/lib/splitroute/nm-dispatcher": "/bin/sh",
       "/usr/lib/splitroute/run-splitroute": "/bin/sh",
       "/usr/lib/splitroute/up": "/bin/sh",
     });
