@@ -1,4 +1,4 @@
-import { FAMILIES, hasIpv6, readIptables, readRules, readTable, readUplinkSysctls } from "../observe.js";
+import { FAMILIES, hasIpv6, readIptables, readRouteProtocols, readRules, readTable, readUplinkSysctls } from "../observe.js";
 import type { FirewallBackend } from "../firewall/backend.js";
 import { isOurRoute } from "../owner.js";
 import { missingMangleObjects, parseNftChains, type CreatedMangleObjects } from "../firewall/iptables-nft.js";
@@ -87,7 +87,7 @@ export async function observeForDown(system: System, state: State): Promise<Down
   const tableSize = { 4: 0, 6: 0 };
   const rules: DownObserved["rules"] = { 4: [], 6: [] };
   for (const family of families) {
-    tableSize[family] = (await readTable(system, family, state.table.id)).filter(isOurRoute).length;
+    tableSize[family] = (await readRouteProtocols(system, family, state.table.id)).filter(isOurRoute).length;
     rules[family] = await readRules(system, family);
   }
   const sysctls: Record<string, string | undefined> = {};

@@ -52,7 +52,12 @@ export function snapshotRoutes(config: Config, tunnels: readonly string[], main:
 
 /** Returns the IPv4 uplinks: the devices the copied IPv4 routes leave through. */
 export function uplinkDevices(routes: readonly Route[]): string[] {
-  const devices = new Set(routes.flatMap(routeDevices));
+  const devices = new Set<string>();
+  for (const route of routes) {
+    for (const device of routeDevices(route)) {
+      devices.add(device);
+    }
+  }
   devices.delete("lo");
   return [...devices].sort();
 }
@@ -69,14 +74,14 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
   for (const family of observed.families) {
     checkTableIsOurs(config, family, observed.table[family], previous);
 
-    // Routes and the rule for one family go through a single `ip -batch`,
-    // so the cost stays one process however large the table is.
+    // Routes and the rule for one family go through `ip -batch`, one
+    // process for every MAX_BATCH_LINES lines however large the table is.
     const lines: string[] = [];
     if (observed.table[family].some(isOurRoute)) {
       lines.push(flushOurRoutes(config.table.id));
     }
     for (const route of routes[family]) {
-      lines.push(routeAddArgs({ ...route, protocol: String(ROUTE_PROTOCOL) }, config.table.id).join(" "));
+      lines.push(routeAddArgs(route, config.table.id, String(ROUTE_PROTOCOL)).join(" "));
     }
     // Ours at another priority: moved earlier, or left by a run that was killed.
     for (const stale of findOurRules(observed.rules[family], rule).filter((found) => found.priority !== priority)) {
@@ -85,20 +90,14 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     if (!hasRule(observed.rules[family], rule)) {
       lines.push(["rule", "add", ...ruleSelector(rule)].join(" "));
     }
-    if (lines.length > 0) {
-      steps.push({
-        kind: "run",
-        summary: `installing IPv${family} routes into table ${config.table.name} (${config.table.id}) and its rule`,
-        argv: ["ip", `-${family}`, "-batch", "-"],
-        input: `${lines.join("\n")}\n`,
-      });
-    }
+    steps.push(...batchSteps(family, lines, `installing IPv${family} routes into table ${config.table.name} (${config.table.id}) and its rule`));
   }
 
   const marking = { mark: config.mark, tunnels, bypass: config.bypass };
   steps.push(...planFirewallApply(backend, marking, observed.families, observed.iptables));
 
-  const newSysctls = planSrcValidMark(observed.uplinks.filter((uplink) => uplinkDevices(routes[4]).includes(uplink.device)));
+  const uplinks = uplinkDevices(routes[4]);
+  const newSysctls = planSrcValidMark(observed.uplinks.filter((uplink) => uplinks.includes(uplink.device)));
   for (const change of newSysctls) {
     steps.push({ kind: "sysctl", summary: `allowing the mark in ${change.key.split(".")[3]}'s reverse-path check`, key: change.key, value: change.value });
   }
@@ -120,6 +119,28 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     configSource: config.source,
   };
   return { steps, state };
+}
+
+// ip 6.1 keeps about 4 KB for each route that one -batch run adds, until
+// it exits: 400 MB for 100,000 routes. So longer inputs are split into runs
+// of at most this many lines, about 40 MB each, and every run is a step of
+// its own. A run costs one more process, a few milliseconds.
+export const MAX_BATCH_LINES = 10_000;
+
+/** Turns batch lines into `ip -batch` steps of at most MAX_BATCH_LINES lines each; none for no lines. */
+export function batchSteps(family: Family, lines: readonly string[], summary: string): Step[] {
+  const count = Math.ceil(lines.length / MAX_BATCH_LINES);
+  const steps: Step[] = [];
+  for (let index = 0; index < count; index += 1) {
+    const chunk = lines.slice(index * MAX_BATCH_LINES, (index + 1) * MAX_BATCH_LINES);
+    steps.push({
+      kind: "run",
+      summary: count === 1 ? summary : `${summary} (batch ${index + 1} of ${count})`,
+      argv: ["ip", `-${family}`, "-batch", "-"],
+      input: `${chunk.join("\n")}\n`,
+    });
+  }
+  return steps;
 }
 
 /** Returns the ip -batch line that removes our routes, and only ours, from `table`. */

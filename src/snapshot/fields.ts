@@ -61,10 +61,14 @@ export function readAddress(context: RouteContext, field: string, value: unknown
 
 /** Tells whether `value` is `ADDRESS` or `ADDRESS/LENGTH` of the given family. */
 export function isPrefix(value: string, family: Family): boolean {
-  const [address, length, ...extra] = value.split("/");
-  const maxLength = family === 4 ? 32 : 128;
-  const validLength = length === undefined || (/^[0-9]{1,3}$/.test(length) && Number(length) <= maxLength);
-  return extra.length === 0 && validLength && isIP(address ?? "") === family;
+  // indexOf rather than split, because this runs twice for every route copied.
+  const slash = value.indexOf("/");
+  if (slash === -1) {
+    return isIP(value) === family;
+  }
+  // A second "/" lands in `length`, which the pattern then rejects.
+  const length = value.slice(slash + 1);
+  return /^[0-9]{1,3}$/.test(length) && Number(length) <= (family === 4 ? 32 : 128) && isIP(value.slice(0, slash)) === family;
 }
 
 export function readPrefix(context: RouteContext, field: string, value: unknown, family: Family): string {

@@ -26,7 +26,7 @@ import {
   REJECT_ROUTE_TYPES,
   ROUTE_TYPES,
   defaultPrefix,
-  withNexthops,
+  setNexthops,
   type Family,
   type Route,
   type RouteType,
@@ -168,7 +168,7 @@ function withPaths(context: RouteContext, route: Route, entry: Record<string, un
   if (alive.length === 0) {
     return undefined;
   }
-  return withNexthops(route, alive);
+  return setNexthops(route, alive);
 }
 
 /**

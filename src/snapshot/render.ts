@@ -31,9 +31,11 @@ const UNSAFE_BATCH_CHARACTERS = /[\s"'#\\\p{Cc}]/u;
  * The verb is `append` rather than `add`. Main can contain routes that differ
  * only in device, such as the fe80::/64 route of every IPv6 interface, and
  * `add` rejects the second one with "File exists". `append` still rejects an
- * exact duplicate. Throws an Error on a value that cannot be rendered safely.
+ * exact duplicate. `protocol`, when given, replaces the route's own, as a
+ * copy marked with splitroute's protocol number needs. Throws an Error on a
+ * value that cannot be rendered safely.
  */
-export function routeAddArgs(route: Route, table: number): string[] {
+export function routeAddArgs(route: Route, table: number, protocol = route.protocol): string[] {
   if (!Number.isInteger(table) || table < 1 || table > 4_294_967_295) {
     throw new Error(`invalid routing table ${table}: expected an integer from 1 to 4294967295`);
   }
@@ -53,7 +55,7 @@ export function routeAddArgs(route: Route, table: number): string[] {
   if (route.gateway !== undefined) args.push(...gatewayArgs(route.gateway, route.family));
   if (route.dev !== undefined) args.push("dev", route.dev);
   if (route.onlink) args.push("onlink");
-  if (route.protocol !== undefined) args.push("proto", protocolNumber(route.protocol));
+  if (protocol !== undefined) args.push("proto", protocolNumber(protocol));
   if (route.scope !== undefined) args.push("scope", scopeNumber(route.scope));
   if (route.prefsrc !== undefined) args.push("src", route.prefsrc);
   if (route.metric !== undefined) {

@@ -111,21 +111,29 @@ export function defaultPrefix(family: Family): string {
  */
 export function withNexthops(route: Route, nexthops: readonly Nexthop[]): Route {
   const { nexthops: _previous, gateway: _gateway, dev: _dev, onlink: _onlink, ...rest } = route;
+  return setNexthops(rest, nexthops);
+}
 
+/**
+ * Gives `route`, which has no paths yet, the paths `nexthops` in place, the
+ * way withNexthops does, and returns it. The parser uses this on the routes
+ * it builds, because copying each of them cost more than the rest of parsing.
+ */
+export function setNexthops(route: Route, nexthops: readonly Nexthop[]): Route {
   if (nexthops.length >= 2) {
-    return { ...rest, nexthops: nexthops.map((nexthop) => ({ ...nexthop })) };
+    route.nexthops = nexthops.map((nexthop) => ({ ...nexthop }));
+    return route;
   }
 
   const single = nexthops[0];
   if (single === undefined) {
-    return rest;
+    return route;
   }
 
-  const collapsed: Route = { ...rest };
-  if (single.gateway !== undefined) collapsed.gateway = single.gateway;
-  if (single.dev !== undefined) collapsed.dev = single.dev;
-  if (single.onlink) collapsed.onlink = true;
+  if (single.gateway !== undefined) route.gateway = single.gateway;
+  if (single.dev !== undefined) route.dev = single.dev;
+  if (single.onlink) route.onlink = true;
   // ip prints the realm of a one-path multipath route as the route's own realm.
-  if (single.realms !== undefined) collapsed.realms = single.realms;
-  return collapsed;
+  if (single.realms !== undefined) route.realms = single.realms;
+  return route;
 }

@@ -4,6 +4,10 @@ import { withNexthops, type Route } from "./route.js";
 
 /** Lists every device the route uses: its own device and those of its paths, without duplicates. */
 export function routeDevices(route: Route): string[] {
+  // Most routes have one path, and this runs for every route of main.
+  if (route.nexthops === undefined) {
+    return route.dev === undefined ? [] : [route.dev];
+  }
   const devices = new Set<string>();
   if (route.dev !== undefined) {
     devices.add(route.dev);
@@ -59,7 +63,16 @@ function deviceMatcher(excluded: readonly string[]): (device: string) => boolean
       names.add(entry);
     }
   }
-  return (device) => names.has(device) || patterns.some((pattern) => pattern.test(device));
+  // A table has many routes but few devices, so each device is matched once.
+  const matches = new Map<string, boolean>();
+  return (device) => {
+    let excluded = matches.get(device);
+    if (excluded === undefined) {
+      excluded = names.has(device) || patterns.some((pattern) => pattern.test(device));
+      matches.set(device, excluded);
+    }
+    return excluded;
+  };
 }
 
 function globToRegExp(glob: string): RegExp {
