@@ -101,6 +101,15 @@ describe.skipIf(!isRoot)(`wg-quick variants with hooks (${SKIP_REASON})`, () => 
     expect(withoutWgQuickSysctl(await lab.clientState())).toBe(before);
   });
 
+  it("Table = number comes up and down cleanly", async () => {
+    await lab.startWireGuardClient({ table: 100, hooks: WG_HOOKS });
+    expect((await clientStatus(lab)).state?.tunnels).toEqual([lab.wireguardInterface]);
+    expect(await lab.probeInbound(4)).toMatchObject({ connected: true });
+    expect(await ourTableDevices(lab)).not.toContain(lab.wireguardInterface);
+    await lab.stopWireGuardClient();
+    expect(withoutWgQuickSysctl(await lab.clientState())).toBe(before);
+  });
+
   it("failed PostUp leaves nothing behind", async () => {
     const broken = { postUp: [`${HOOKS.up} --config /nonexistent/splitroute.conf %i`], postDown: [`${HOOKS.down} %i`] };
     await expect(lab.startWireGuardClient({ hooks: broken })).rejects.toThrow();
