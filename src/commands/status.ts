@@ -1,6 +1,6 @@
 import { checkMarkedRoute } from "../checks.js";
 import { describeBypass, hex } from "../firewall/marking.js";
-import { isOurRoute, NFT_TABLE } from "../owner.js";
+import { IPT_CHAIN_OUTPUT, IPT_CHAIN_PREROUTING, IPT_COMMENT, isOurRoute, NFT_TABLE } from "../owner.js";
 import { hasRule } from "../rule.js";
 import type { State } from "../state.js";
 import type { Context } from "./context.js";
@@ -22,6 +22,8 @@ export interface StatusReport {
   };
   /** Parts of the record not compared with the live system, and why. */
   unchecked?: string[];
+  /** The firewall objects the backend owns, in words. */
+  firewall?: string;
   /** Differences between the record and the live system, in words. */
   drift: string[];
 }
@@ -68,7 +70,7 @@ export async function status(context: Context, options: StatusOptions = {}): Pro
     drift.push(`the ${state.backend} marking is missing`);
   }
   drift.push(...(await checkMarkedRoute(system, state)));
-  return { installed: true, stateFile: store.path, state, live, ...(unchecked.length > 0 ? { unchecked } : {}), drift };
+  return { installed: true, stateFile: store.path, state, firewall: firewallObjects(state), live, ...(unchecked.length > 0 ? { unchecked } : {}), drift };
 }
 
 type Observed = Pick<DownObserved, "rules" | "tableSize"> & Partial<Pick<DownObserved, "iptables">>;
@@ -96,6 +98,7 @@ export function renderStatus(report: StatusReport): string {
     `table:     ${state.table.name} (${state.table.id}): ${state.families.map((family) => `${live?.tableRoutes[`ipv${family}`] ?? 0} IPv${family}`).join(", ")} routes`,
     `rule:      priority ${state.priority} fwmark ${hex(state.mark.value)}/${hex(state.mark.mask)} lookup ${state.table.id}`,
     `marking:   ${state.backend}: ${state.bypass.map((bypass) => `${bypass.name} (${describeBypass(bypass)})`).join(", ")}`,
+    `firewall:  ${firewallObjects(state)}`,
     `sysctls:   ${state.sysctls.length === 0 ? "none changed" : state.sysctls.map((change) => `${change.key}=${change.value} (was ${change.previous})`).join(", ")}`,
     `config:    ${state.configSource}`,
     `state:     ${report.stateFile}`,
@@ -103,4 +106,12 @@ export function renderStatus(report: StatusReport): string {
     ...(report.unchecked ?? []).map((part) => `unchecked: ${part}`),
   ];
   return `${lines.join("\n")}\n`;
+}
+
+/** Names the firewall objects the backend owns, for status output. */
+export function firewallObjects(state: State): string {
+  if (state.backend === "nftables") {
+    return `nftables table inet ${NFT_TABLE}`;
+  }
+  return `${state.backend} mangle chains ${IPT_CHAIN_PREROUTING} and ${IPT_CHAIN_OUTPUT}, each reached by one jump tagged "${IPT_COMMENT}"`;
 }
