@@ -96,7 +96,7 @@ async function rollBack(context: Context, state: State, previous: State | undefi
   await store.write(previous);
 }
 
-/** Returns whether `state` was installed with the table, rule, mark and backend that `config` asks for now. */
+/** Returns whether `state` was installed with the table, rule, mark and backend that `config` now requests. */
 export function sameIdentity(state: State, config: Config, backend: FirewallBackend): boolean {
   return (
     state.table.id === config.table.id &&

@@ -2,7 +2,7 @@ import type { Bypass, Protocol } from "../config/types.js";
 import type { System } from "../system/system.js";
 import type { FirewallBackend } from "./backend.js";
 
-/** What the firewall must select and mark; both backends render this. */
+/** The selection and mark that both firewall backends render. */
 export interface MarkingSpec {
   mark: { value: number; mask: number };
   /** Tunnel devices: connections arriving through them are never selected. */

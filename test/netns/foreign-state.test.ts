@@ -1,5 +1,5 @@
 // Integration: splitroute against the real ip, nft and iptables in a
-// throwaway namespace that already holds other software's rules, routes,
+// throwaway namespace that already contains other software's rules, routes,
 // tables and marks. Everything foreign must be identical after up and down,
 // and marking must keep the bits outside splitroute's mask. Needs root.
 
