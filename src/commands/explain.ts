@@ -1,5 +1,6 @@
 import { ConfigError } from "../errors.js";
-import { hex } from "../firewall/marking.js";
+import { overlaps, parseCidr } from "../config/cidr.js";
+import { describeBypass, hex } from "../firewall/marking.js";
 import type { Bypass } from "../config/types.js";
 import type { Family } from "../snapshot/route.js";
 import type { Context } from "./context.js";
@@ -61,7 +62,8 @@ export async function explain(context: Context, flow: Flow): Promise<string> {
   } else if (selector === undefined) {
     lines.push(`bypass:  no [bypass.*] section selects it${flow.inbound !== undefined && tunnels.includes(flow.inbound) ? ` (it arrives through the tunnel ${flow.inbound})` : ""}; it keeps the mark it has`);
   } else {
-    lines.push(`bypass:  selected by [bypass.${selector.name}] (${selector.protocol}/${selector.localPort}); the connection gets mark ${hex(mark.value)}/${hex(mark.mask)}`);
+    const condition = selector.condition === undefined ? "" : `, ${selector.condition}`;
+    lines.push(`bypass:  selected by [bypass.${selector.bypass.name}] (${describeBypass(selector.bypass)})${condition}; the connection gets mark ${hex(mark.value)}/${hex(mark.mask)}`);
   }
 
   // For an inbound flow the question is where the replies go: from the local
@@ -85,11 +87,65 @@ export async function explain(context: Context, flow: Flow): Promise<string> {
   return `${lines.join("\n")}\n`;
 }
 
-function selectingBypass(bypasses: readonly Bypass[], flow: Flow, tunnels: readonly string[]): Bypass | undefined {
-  if (flow.inbound === undefined || tunnels.includes(flow.inbound)) {
+/**
+ * Returns the first section whose selectors all match the flow, and notes
+ * the selectors a flow cannot show (the sending user, group or unit), which
+ * the answer then names as a condition.
+ */
+function selectingBypass(bypasses: readonly Bypass[], flow: Flow, tunnels: readonly string[]): { bypass: Bypass; condition?: string } | undefined {
+  if (flow.inbound !== undefined && tunnels.includes(flow.inbound)) {
     return undefined;
   }
-  return bypasses.find((bypass) => bypass.protocol === flow.protocol && bypass.localPort === flow.destination.port);
+  for (const bypass of bypasses) {
+    if (matches(bypass, flow)) {
+      const conditions = [
+        bypass.uid === undefined ? undefined : `uid ${bypass.uid}`,
+        bypass.gid === undefined ? undefined : `gid ${bypass.gid}`,
+        bypass.service === undefined ? undefined : `the unit ${bypass.service}`,
+      ].filter((condition): condition is string => condition !== undefined);
+      return { bypass, condition: conditions.length === 0 ? undefined : `if it is sent by ${conditions.join(" and ")}` };
+    }
+  }
+  return undefined;
+}
+
+// The same selectors the firewall renders: inbound sections match flows that
+// arrive on an interface, outgoing ones (destination, uid, gid, service)
+// flows this host sends, and interface flows forwarded from that interface.
+function matches(bypass: Bypass, flow: Flow): boolean {
+  const local = bypass.uid !== undefined || bypass.gid !== undefined || bypass.service !== undefined;
+  const outgoing = local || (bypass.destination !== undefined && bypass.source === undefined && bypass.interface === undefined);
+  if (local && flow.inbound !== undefined) {
+    return false;
+  }
+  if (!outgoing && flow.inbound === undefined) {
+    return false;
+  }
+  if (bypass.interface !== undefined && flow.inbound !== bypass.interface) {
+    return false;
+  }
+  if (bypass.protocol !== undefined && bypass.protocol !== flow.protocol) {
+    return false;
+  }
+  if (bypass.localPort !== undefined && bypass.localPort !== flow.destination.port) {
+    return false;
+  }
+  const remotePort = outgoing || bypass.interface !== undefined ? flow.destination.port : flow.source.port;
+  if (bypass.remotePort !== undefined && bypass.remotePort !== remotePort) {
+    return false;
+  }
+  return inRanges(bypass.source, flow.source.address) && inRanges(bypass.destination, flow.destination.address);
+}
+
+function inRanges(ranges: readonly string[] | undefined, address: string): boolean {
+  if (ranges === undefined) {
+    return true;
+  }
+  const point = parseCidr(address);
+  return point !== undefined && ranges.some((range) => {
+    const cidr = parseCidr(range);
+    return cidr !== undefined && overlaps(cidr, point);
+  });
 }
 
 function show(endpoint: { address: string; port: number }): string {

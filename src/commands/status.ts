@@ -69,7 +69,10 @@ export async function status(context: Context, options: StatusOptions = {}): Pro
   if (live.firewall === false) {
     drift.push(`the ${state.backend} marking is missing`);
   }
-  drift.push(...(await checkMarkedRoute(system, state)));
+  // Where our own rule is gone, that is the cause, and up installs it again.
+  if (Object.values(live.rule).every(Boolean)) {
+    drift.push(...(await checkMarkedRoute(system, state)));
+  }
   return { installed: true, stateFile: store.path, state, firewall: firewallObjects(state), live, ...(unchecked.length > 0 ? { unchecked } : {}), drift };
 }
 

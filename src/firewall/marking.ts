@@ -206,7 +206,7 @@ export function markingWarnings(spec: MarkingSpec, backend: FirewallBackend): st
   }
   const names = spec.bypass.filter((bypass) => selectionsOf(bypass).some((selection) => selection.hook === "output")).map((bypass) => `bypass.${bypass.name}`);
   return [
-    `${names.join(", ")} select connections this host opens, and with ${backend} splitroute does not change their source address, ` +
+    `${names.join(", ")} ${names.length === 1 ? "selects" : "select"} connections this host opens, and with ${backend} splitroute does not change their source address, ` +
       "so a connection that took the tunnel's address leaves the uplink with it and gets no reply; " +
       `add source NAT on the uplink (iptables -t nat -A POSTROUTING -o UPLINK -m connmark --mark ${hex(spec.mark.value)}/${hex(spec.mark.mask)} -j MASQUERADE, and the same with ip6tables), ` +
       "or use firewall.backend = nftables, which adds it",

@@ -32,3 +32,29 @@ describe("parseFlow", () => {
     expect(() => parseFlow(words)).toThrow(ConfigError);
   });
 });
+
+describe("explain with selectors", () => {
+  test("finds an outgoing destination section", async () => {
+    const { explain } = await import("../../src/commands/explain.js");
+    const { testConfig, testContext, vpnHost } = await import("../fake/host.js");
+    const { up } = await import("../../src/commands/up.js");
+    const system = vpnHost();
+    const config = testConfig("nftables", {
+      bypass: [
+        { name: "ssh", protocol: "tcp", localPort: 22 },
+        { name: "office", destination: ["198.51.100.0/24"] },
+        { name: "backup", protocol: "tcp", remotePort: 22, uid: 65534 },
+      ],
+    });
+    const context = testContext(system, config);
+    await up(context, "tun0");
+
+    const office = await explain(context, parseFlow(["tcp", "192.0.2.10:40000", "->", "198.51.100.7:443"]));
+    expect(office).toContain("selected by [bypass.office]");
+    const backup = await explain(context, parseFlow(["tcp", "192.0.2.10:40000", "->", "203.0.113.9:22"]));
+    expect(backup).toContain("selected by [bypass.backup]");
+    expect(backup).toContain("if it is sent by uid 65534");
+    const other = await explain(context, parseFlow(["tcp", "192.0.2.10:40000", "->", "203.0.113.9:443"]));
+    expect(other).toContain("no [bypass.*] section selects it");
+  });
+});

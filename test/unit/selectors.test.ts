@@ -363,7 +363,7 @@ describe("iptables selector rules", () => {
 
   test("warns about missing source nat", () => {
     const [warning] = markingWarnings(spec({ name: "test", uid: 1 }), "iptables-nft");
-    expect(warning).toContain("bypass.test select connections this host opens");
+    expect(warning).toContain("bypass.test selects connections this host opens");
     expect(warning).toContain("-m connmark --mark 0x2/0x2 -j MASQUERADE");
     expect(markingWarnings(spec({ name: "test", uid: 1 }), "nftables")).toEqual([]);
     expect(markingWarnings(spec({ name: "test", protocol: "tcp", localPort: 22 }), "iptables")).toEqual([]);
