@@ -158,7 +158,7 @@ function breakdownRuns() {
 /**
  * Reads the "ran ..." debug events, each logged when its command ended, and
  * returns the commands in the order they started, with start times in ms
- * since the hook was spawned. Some commands run at the same time.
+ * since the hook was spawned.
  */
 function timeline(log, startMs, endMs) {
   const commands = [];

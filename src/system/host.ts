@@ -24,6 +24,9 @@ export class HostSystem implements System {
     const result = await execa(path, args, {
       input: input ?? "",
       reject: false,
+      // execa's default of 100 MB is less than ip -j route show prints for a
+      // table of a million routes.
+      maxBuffer: 1024 * 1024 * 1024,
       stripFinalNewline: false,
       // The C locale keeps tool messages in English, which the error handling
       // matches, and the environment small.
