@@ -25,7 +25,7 @@ export function isOurRoute(route: { protocol?: string }): boolean {
   return route.protocol === String(ROUTE_PROTOCOL);
 }
 
-// Where state lives. /run is a tmpfs cleared at boot, which is right because
+// The state folder. /run is a tmpfs cleared at boot, which is right because
 // routes, rules and firewall state do not survive a reboot either. OpenVPN's
 // systemd units use PrivateTmp, so /tmp would not be shared with `cleanup`.
 export const STATE_DIR = "/run/splitroute";

@@ -46,7 +46,7 @@ function parseEndpoint(text: string, usage: string): { address: string; port: nu
 
 /**
  * Explains what happens to a flow: whether a bypass selects it and which
- * mark it gets, then the kernel's own answer (`ip route get`) for where its
+ * mark it gets, then the kernel's own route lookup (`ip route get`) for where its
  * packets go: the replies of an inbound flow, or the packets of an outgoing one.
  */
 export async function explain(context: Context, flow: Flow): Promise<string> {
@@ -90,7 +90,7 @@ export async function explain(context: Context, flow: Flow): Promise<string> {
 /**
  * Returns the first section whose selectors all match the flow, and notes
  * the selectors a flow cannot show (the sending user, group or unit), which
- * the answer then names as a condition.
+ * the output then names as a condition.
  */
 function selectingBypass(bypasses: readonly Bypass[], flow: Flow, tunnels: readonly string[]): { bypass: Bypass; condition?: string } | undefined {
   if (flow.inbound !== undefined && tunnels.includes(flow.inbound)) {

@@ -82,10 +82,10 @@ export function renderIptablesApply(spec: MarkingSpec, observed: IptablesObserve
   for (const tunnel of spec.tunnels) {
     lines.push(`-A ${IPT_CHAIN_PREROUTING} -i ${tunnel} -j RETURN`);
   }
-  // NOTE: connections selected in OUTPUT get no source NAT here, unlike
-  // with nftables; markingWarnings tells the administrator which rule to add.
+  // NOTE: connections selected in OUTPUT get no source NAT here, unlike with
+  // nftables, so markingWarnings gives the administrator the rule to add.
   // A rule that names addresses of the other family has no place in this
-  // family's table; leaving them out would select every address instead.
+  // family's table, because leaving the addresses out would select all.
   const selections = spec.bypass.flatMap(selectionsOf).filter((selection) => selection.family === undefined || selection.family === family);
   for (const selection of selections) {
     const chain = selection.hook === "prerouting" ? IPT_CHAIN_PREROUTING : IPT_CHAIN_OUTPUT;

@@ -8,9 +8,9 @@ import type { Step } from "./step.js";
 import { snapshotRoutes, uplinkDevices, type UpObserved } from "./up.js";
 
 // A refresh brings the copy up to date with main while the bypass is in use,
-// so it never flushes: new and changed routes go in with `route replace`,
-// which swaps a route with the same destination, metric and type in place,
-// and only then do routes that main no longer has go out.
+// so it never flushes. New and changed routes go in first with `route
+// replace`, which swaps a route with the same destination, metric and type
+// in place. Only then do routes that main no longer has go out.
 
 /** Identifies a route the way `route replace` matches it. */
 function routeKey(route: Route): string {

@@ -165,9 +165,8 @@ describe.skipIf(!isRoot).each(SCENARIO_ROWS)(`OpenVPN restart, %s (${SKIP_REASON
     expect(hookRuns(restartLog).at(-1)).toBe(scenario.up);
   });
 
-  // NOTE: fails for persist-tun with up-restart. OpenVPN then runs down with
-  // "restart" but keeps its routes into tun0, and splitroute's down removes
-  // the bypass anyway, so inbound fails until the server answers again.
+  // With persist-tun and up-restart, OpenVPN runs down with "restart" but
+  // keeps its routes into tun0, so down must keep the bypass through the outage.
   it.runIf(scenario.trigger === "ping-restart").each(FAMILIES)("keeps inbound IPv%i during the outage", (family) => {
     expect(duringOutage.get(family)).toMatchObject({ connected: true });
   });

@@ -3,6 +3,7 @@
 // project's own parser reads back what was written.
 
 import { isIP } from "node:net";
+import { NUMERIC_METRICS as SNAPSHOT_NUMERIC_METRICS } from "../../src/snapshot/route.js";
 
 import { ToolFailure, Unsupported, readUint32 } from "./result.js";
 
@@ -34,22 +35,7 @@ const TYPE_NUMBERS = new Map([
   ["throw", 9],
 ]);
 
-const NUMERIC_METRICS = new Set([
-  "mtu",
-  "window",
-  "rtt",
-  "rttvar",
-  "ssthresh",
-  "cwnd",
-  "advmss",
-  "reordering",
-  "hoplimit",
-  "initcwnd",
-  "initrwnd",
-  "quickack",
-  "rto_min",
-  "fastopen_no_cookie",
-]);
+const NUMERIC_METRICS = new Set<string>(SNAPSHOT_NUMERIC_METRICS);
 // ip reads these as times: "10ms", "2s", or a bare number of seconds. It
 // prints them in milliseconds.
 const TIME_METRICS = new Set(["rtt", "rttvar", "rto_min"]);

@@ -1,5 +1,5 @@
 // The lockout guard against the real kernel: when the bypass cannot work,
-// up says so with the reason and the fix, and status reports it. Needs root.
+// up warns with the reason and the fix, and status reports it. Needs root.
 
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";

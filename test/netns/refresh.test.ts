@@ -30,7 +30,7 @@ describe.skipIf(!isRoot)(`splitroute refresh (${SKIP_REASON})`, () => {
   it("follows a new gateway without a flush", async () => {
     expect((await host.splitroute(["up", "--dev", "tun0"])).exitCode).toBe(0);
 
-    // DHCP hands out a new gateway: the peer answers on a second address.
+    // DHCP hands out a new gateway: the peer gets a second address for it.
     await host.run(["ip", "netns", "exec", host.peer, "ip", "addr", "add", "192.0.2.254/24", "dev", "eth0"]).catch(() => undefined);
     await host.run(["ip", "route", "replace", "default", "via", "192.0.2.254"]);
 

@@ -234,7 +234,7 @@ describe("up snapshot", () => {
     await up(testContext(system, testConfig("iptables")), "tun0");
     const changes = changingCommands(system);
     expect(changes).toEqual(["ip -4 -batch -", "ip -6 -batch -", "iptables-restore --noflush", "ip6tables-restore --noflush"]);
-    // After the changes, up only asks where marked traffic goes now.
+    // After the changes, up only looks up where marked traffic goes now.
     const postChecks = [/ route get /, /^nft list ruleset$/];
     const lines = system.commands.map((argv) => argv.join(" ")).filter((line) => !postChecks.some((pattern) => pattern.test(line)));
     expect(lines.slice(-changes.length)).toEqual(changes);
