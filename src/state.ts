@@ -29,6 +29,8 @@ export interface State {
   hasDefaultRoute?: { 4: boolean; 6: boolean };
   /** nftables objects that iptables-nft created for our rules, deleted again on down. */
   createdMangle?: CreatedMangleObjects[];
+  /** Mount point of the cgroup v2 hierarchy at up, recorded when a section selects a service. */
+  cgroupMount?: string;
   /** The configuration file used (or "built-in defaults"), for status output. */
   configSource: string;
 }

@@ -1,5 +1,6 @@
 import { FAMILIES, hasIpv6, readIptables, readRouteProtocols, readRules, readTable, readUplinkSysctls } from "../observe.js";
 import type { FirewallBackend } from "../firewall/backend.js";
+import { cgroup2Mount } from "../firewall/marking.js";
 import { isOurRoute } from "../owner.js";
 import { missingMangleObjects, parseNftChains, type CreatedMangleObjects } from "../firewall/iptables-nft.js";
 import type { IptablesByFamily } from "../plan/firewall.js";
@@ -50,6 +51,7 @@ export async function observeForUp(
     iptables: await readIptablesFamilies(system, backend, families),
     uplinks: await readUplinkSysctls(system, uplinkDevices(routes[4])),
     missingMangle: previous === undefined ? await readMissingMangle(system, backend, families) : [],
+    ...(config.bypass.some((bypass) => bypass.service !== undefined) ? { cgroupMount: cgroup2Mount(await system.readText("/proc/self/mountinfo")) } : {}),
   };
 }
 

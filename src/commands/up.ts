@@ -25,7 +25,7 @@ export async function up(context: Context, device: string): Promise<void> {
       throw new ConfigError(`tunnel device ${device} does not exist in this network namespace; check --dev or the dev variable`);
     }
     const backend = await chooseBackend(config.firewall.backend, system);
-    const serviceProblems = await checkServiceSelectors(system, backend, config.bypass);
+    const serviceProblems = await checkServiceSelectors(system, config.bypass);
     if (serviceProblems.length > 0) {
       throw new ConfigError(`cannot select traffic by service:\n${serviceProblems.map((problem) => `  ${problem}`).join("\n")}`);
     }

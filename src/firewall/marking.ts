@@ -1,3 +1,5 @@
+import { posix } from "node:path";
+
 import type { Bypass, Protocol } from "../config/types.js";
 import type { System } from "../system/system.js";
 import type { FirewallBackend } from "./backend.js";
@@ -8,6 +10,12 @@ export interface MarkingSpec {
   /** Tunnel devices: connections arriving through them are never selected. */
   tunnels: string[];
   bypass: Bypass[];
+  /**
+   * Mount point of the cgroup v2 hierarchy, read at up. nft looks a `service`
+   * cgroup up relative to /sys/fs/cgroup, so its path is written relative to
+   * that. Absent means /sys/fs/cgroup, the unified layout.
+   */
+  cgroupMount?: string;
 }
 
 /** Returns the 32-bit complement of `mask`, to clear only our bits. */
@@ -150,25 +158,21 @@ export function describeBypass(bypass: Bypass): string {
 
 /**
  * Returns why a `service` selector cannot work here, one problem per line,
- * or nothing. nft looks the cgroup path up under /sys/fs/cgroup, so it needs
- * the unified layout there. The kernel resolves iptables' `--path` against
- * the cgroup v2 hierarchy, which a hybrid layout mounts elsewhere (such as
- * /sys/fs/cgroup/unified). Both resolve the path when the rule is loaded, so
- * the unit must be running at `up`.
+ * or nothing. Both backends resolve the unit's cgroup in the cgroup v2
+ * hierarchy when the rule is loaded, so the hierarchy must be mounted and
+ * the unit running at `up`.
  */
-export async function checkServiceSelectors(system: System, backend: FirewallBackend, bypasses: readonly Bypass[]): Promise<string[]> {
+export async function checkServiceSelectors(system: System, bypasses: readonly Bypass[]): Promise<string[]> {
   const services = bypasses.filter((bypass) => bypass.service !== undefined);
   if (services.length === 0) {
     return [];
   }
-  const root = backend === "nftables" ? "/sys/fs/cgroup" : cgroup2Mount(await system.readText("/proc/self/mountinfo"));
-  if (root === undefined || (await system.readText(`${root}/cgroup.controllers`)) === undefined) {
+  const root = cgroup2Mount(await system.readText("/proc/self/mountinfo"));
+  if (root === undefined) {
     const names = services.map((bypass) => `bypass.${bypass.name}.service`).join(", ");
     return [
-      backend === "nftables"
-        ? `${names}: nftables finds a unit's cgroup under /sys/fs/cgroup, but cgroup v2 is not mounted there (this host uses the hybrid or legacy layout); ` +
-          "boot with systemd.unified_cgroup_hierarchy=1, or set firewall.backend = iptables, which finds the cgroup v2 hierarchy wherever it is mounted"
-        : `${names}: no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo), so a unit's traffic cannot be selected`,
+      `${names}: no cgroup v2 hierarchy is mounted in this mount namespace (see /proc/self/mountinfo), so a unit's traffic cannot be selected; ` +
+        "note that `ip netns exec` mounts a fresh /sys without the cgroup file systems, so run splitroute with `nsenter --net=/run/netns/NAME` there",
     ];
   }
   const problems: string[] = [];
@@ -182,6 +186,18 @@ export async function checkServiceSelectors(system: System, backend: FirewallBac
     }
   }
   return problems;
+}
+
+/**
+ * Returns a unit's cgroup path as nft's `socket cgroupv2` expects it. nft
+ * (1.0.6) prefixes the path with /sys/fs/cgroup/ and takes the inode number
+ * of that directory as the cgroup id. On a hybrid layout the v2 hierarchy
+ * sits below that, at /sys/fs/cgroup/unified, so its path starts with
+ * "unified/". The id is the same wherever the hierarchy is mounted.
+ */
+export function nftCgroupPath(cgroupPath: string, mount = "/sys/fs/cgroup"): string {
+  const prefix = posix.relative("/sys/fs/cgroup", mount);
+  return prefix === "" ? cgroupPath : `${prefix}/${cgroupPath}`;
 }
 
 /** Returns the mount point of the cgroup v2 hierarchy from /proc/self/mountinfo text. */

@@ -1,5 +1,5 @@
 import { NFT_TABLE } from "../owner.js";
-import { hasOutputSelections, hex, invert, selectionsOf, type MarkingSpec, type Selection } from "./marking.js";
+import { hasOutputSelections, hex, invert, nftCgroupPath, selectionsOf, type MarkingSpec, type Selection } from "./marking.js";
 
 // One `inet` table of our own contains everything, so it covers IPv4 and IPv6
 // and removal is a single `delete table`. Priority mangle (-150) runs before
@@ -16,7 +16,7 @@ export function renderNftTable(spec: MarkingSpec): string {
     spec.tunnels.length > 0 ? `iifname != { ${spec.tunnels.map((dev) => `"${dev}"`).join(", ")} } ` : "";
 
   const selections = spec.bypass.flatMap(selectionsOf);
-  const render = (selection: Selection) => `${matchSelection(selection)}ct direction original ${setConnMark} comment "bypass.${selection.bypass}"`;
+  const render = (selection: Selection) => `${matchSelection(selection, spec.cgroupMount)}ct direction original ${setConnMark} comment "bypass.${selection.bypass}"`;
   const prerouting = selections.filter((selection) => selection.hook === "prerouting").map((selection) => `\t\t${fromOutside}${render(selection)}`);
   const output = selections.filter((selection) => selection.hook === "output").map((selection) => `\t\t${render(selection)}`);
   return [
@@ -39,7 +39,7 @@ export function renderNftTable(spec: MarkingSpec): string {
 }
 
 /** Renders the matches of one selection, each followed by a space. */
-function matchSelection(selection: Selection): string {
+function matchSelection(selection: Selection, cgroupMount: string | undefined): string {
   const words: string[] = [];
   if (selection.inInterface !== undefined) words.push(`iifname "${selection.inInterface}"`);
   if (selection.protocol !== undefined) words.push(`meta l4proto ${selection.protocol}`);
@@ -50,9 +50,10 @@ function matchSelection(selection: Selection): string {
   if (selection.destinations !== undefined) words.push(`${ip} daddr ${nftSet(selection.destinations)}`);
   if (selection.uid !== undefined) words.push(`meta skuid ${selection.uid}`);
   if (selection.gid !== undefined) words.push(`meta skgid ${selection.gid}`);
-  // Level 2 is the depth of "system.slice/NAME.service" below the root. nft
-  // turns the path into the cgroup's id when it loads the rule.
-  if (selection.cgroupPath !== undefined) words.push(`socket cgroupv2 level 2 "${selection.cgroupPath}"`);
+  // Level 2 is the depth of "system.slice/NAME.service" below the root of
+  // the v2 hierarchy. nft turns the path into the cgroup's id when it loads
+  // the rule.
+  if (selection.cgroupPath !== undefined) words.push(`socket cgroupv2 level 2 "${nftCgroupPath(selection.cgroupPath, cgroupMount)}"`);
   return words.map((word) => `${word} `).join("");
 }
 

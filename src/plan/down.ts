@@ -37,7 +37,7 @@ export function planDown(state: State, device: string, observed: DownObserved): 
   const tunnels = state.tunnels.filter((tunnel) => tunnel !== device);
   if (tunnels.length > 0 && tunnels.length < state.tunnels.length) {
     const remaining = { ...state, tunnels };
-    const marking = { mark: state.mark, tunnels, bypass: state.bypass };
+    const marking = { mark: state.mark, tunnels, bypass: state.bypass, cgroupMount: state.cgroupMount };
     const steps = planFirewallApply(state.backend as FirewallBackend, marking, families(state, observed), observed.iptables);
     return { steps, remaining, warnings: [] };
   }

@@ -23,6 +23,8 @@ export interface UpObserved {
   uplinks: UplinkSysctls[];
   /** The nftables objects iptables-nft will create for our rules (none for other backends). */
   missingMangle: CreatedMangleObjects[];
+  /** Mount point of the cgroup v2 hierarchy, read only when a section selects a service. */
+  cgroupMount?: string;
 }
 
 export interface UpInput {
@@ -93,7 +95,7 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     steps.push(...batchSteps(family, lines, `installing IPv${family} routes into table ${config.table.name} (${config.table.id}) and its rule`));
   }
 
-  const marking = { mark: config.mark, tunnels, bypass: config.bypass };
+  const marking = { mark: config.mark, tunnels, bypass: config.bypass, cgroupMount: observed.cgroupMount };
   steps.push(...planFirewallApply(backend, marking, observed.families, observed.iptables));
 
   const uplinks = uplinkDevices(routes[4]);
@@ -116,6 +118,7 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     routeCounts: { 4: routes[4].length, 6: routes[6].length },
     hasDefaultRoute: { 4: routes[4].some(isDefaultRoute), 6: routes[6].some(isDefaultRoute) },
     createdMangle: previous?.createdMangle ?? observed.missingMangle,
+    ...(observed.cgroupMount === undefined ? {} : { cgroupMount: observed.cgroupMount }),
     configSource: config.source,
   };
   return { steps, state };

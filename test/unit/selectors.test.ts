@@ -16,6 +16,7 @@ import { renderIptablesApply } from "../../src/firewall/iptables.js";
 import {
   cgroup2Mount,
   checkServiceSelectors,
+  nftCgroupPath,
   describeBypass,
   markingWarnings,
   selectionsOf,
@@ -376,6 +377,7 @@ describe("service selector checks", () => {
     "31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate",
     "32 30 0:28 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,name=systemd",
   ].join("\n");
+  const UNIFIED_MOUNTINFO = "30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate";
   const bypass: Bypass[] = [{ name: "torrent", service: "transmission-daemon.service" }];
 
   test("finds cgroup2 mount point", () => {
@@ -383,27 +385,38 @@ describe("service selector checks", () => {
     expect(cgroup2Mount("")).toBeUndefined();
   });
 
-  test("nftables rejects hybrid layout", async () => {
+  test("no cgroup2 mount is rejected", async () => {
     const system = new FakeSystem();
-    system.files.set("/proc/self/mountinfo", HYBRID_MOUNTINFO);
-    const [problem, ...rest] = await checkServiceSelectors(system, "nftables", bypass);
+    system.files.set("/proc/self/mountinfo", "");
+    const [problem, ...rest] = await checkServiceSelectors(system, bypass);
     expect(rest).toEqual([]);
-    expect(problem).toContain("bypass.torrent.service: nftables finds a unit's cgroup under /sys/fs/cgroup, but cgroup v2 is not mounted there");
-    expect(problem).toContain("set firewall.backend = iptables");
+    expect(problem).toContain("bypass.torrent.service: no cgroup v2 hierarchy is mounted in this mount namespace");
+    expect(problem).toContain("nsenter --net=/run/netns/NAME");
   });
 
-  test("iptables uses unified mount", async () => {
+  test("hybrid layout uses unified mount", async () => {
     const system = new FakeSystem();
     system.files.set("/proc/self/mountinfo", HYBRID_MOUNTINFO);
-    system.files.set("/sys/fs/cgroup/unified/cgroup.controllers", "");
     system.files.set("/sys/fs/cgroup/unified/system.slice/transmission-daemon.service/cgroup.procs", "1234\n");
-    expect(await checkServiceSelectors(system, "iptables-nft", bypass)).toEqual([]);
+    expect(await checkServiceSelectors(system, bypass)).toEqual([]);
+  });
+
+  test("nft cgroup path per layout", () => {
+    expect(nftCgroupPath("system.slice/cron.service")).toBe("system.slice/cron.service");
+    expect(nftCgroupPath("system.slice/cron.service", "/sys/fs/cgroup")).toBe("system.slice/cron.service");
+    expect(nftCgroupPath("system.slice/cron.service", "/sys/fs/cgroup/unified")).toBe("unified/system.slice/cron.service");
+    expect(nftCgroupPath("system.slice/cron.service", "/run/cgroup2")).toBe("../../../run/cgroup2/system.slice/cron.service");
+  });
+
+  test("nft rule on hybrid layout", () => {
+    const marking = { ...spec({ name: "test", service: "cron.service" }), cgroupMount: "/sys/fs/cgroup/unified" };
+    expect(nftSelections(marking).output).toEqual([`socket cgroupv2 level 2 "unified/system.slice/cron.service" ${SET} comment "bypass.test"`]);
   });
 
   test("stopped unit is rejected", async () => {
     const system = new FakeSystem();
-    system.files.set("/sys/fs/cgroup/cgroup.controllers", "cpu io memory pids\n");
-    expect(await checkServiceSelectors(system, "nftables", bypass)).toEqual([
+    system.files.set("/proc/self/mountinfo", UNIFIED_MOUNTINFO);
+    expect(await checkServiceSelectors(system, bypass)).toEqual([
       "bypass.torrent.service: cgroup /sys/fs/cgroup/system.slice/transmission-daemon.service not found; start transmission-daemon.service before up, " +
         "and run up again after each restart of the unit, because the firewall keeps the cgroup it found at up",
     ]);
@@ -413,7 +426,7 @@ describe("service selector checks", () => {
     const system = vpnHost();
     const before = system.render();
     const context = testContext(system, testConfig("nftables", { bypass }));
-    await expect(up(context, "tun0")).rejects.toThrow(/cannot select traffic by service:\n {2}bypass\.torrent\.service: nftables finds/);
+    await expect(up(context, "tun0")).rejects.toThrow(/cannot select traffic by service:\n {2}bypass\.torrent\.service: no cgroup v2 hierarchy is mounted/);
     expect(system.render()).toBe(before);
     expect(await context.store.read()).toBeUndefined();
   });
