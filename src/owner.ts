@@ -10,6 +10,12 @@ export const NFT_TABLE = "splitroute";
 export const IPT_CHAIN_PREROUTING = "SPLITROUTE-PRE";
 export const IPT_CHAIN_OUTPUT = "SPLITROUTE-OUT";
 
+// Our iptables chain in the nat table, reached from POSTROUTING. The source
+// NAT for connections selected in OUTPUT lives there because MASQUERADE works
+// only in nat POSTROUTING. A chain of our own can be flushed and deleted
+// without touching the NAT rules of Docker or the administrator.
+export const IPT_CHAIN_POSTROUTING = "SPLITROUTE-POST";
+
 // The comment on the single jump from each built-in chain into ours. Removal
 // deletes jumps carrying this comment, never a re-typed copy of the rule.
 export const IPT_COMMENT = "splitroute";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 
 import type { Bypass } from "./config/types.js";
 import type { FirewallBackend } from "./firewall/backend.js";
-import type { CreatedMangleObjects } from "./firewall/iptables-nft.js";
+import type { CreatedNftObjects } from "./firewall/iptables-nft.js";
 import { STATE_DIR } from "./owner.js";
 import type { SysctlChange } from "./rpfilter.js";
 
@@ -27,8 +27,14 @@ export interface State {
   routeCounts: { 4: number; 6: number };
   /** Whether the copy has a default route, per family. */
   hasDefaultRoute?: { 4: boolean; 6: boolean };
-  /** nftables objects that iptables-nft created for our rules, deleted again on down. */
-  createdMangle?: CreatedMangleObjects[];
+  /** nftables objects that iptables-nft created in the mangle table for our rules, deleted again on down. */
+  createdMangle?: CreatedNftObjects[];
+  /**
+   * The same for the nat table, recorded by the first up that installs our
+   * nat chain. Absent in state files of versions without it, and while no
+   * section selects connections in OUTPUT.
+   */
+  createdNat?: CreatedNftObjects[];
   /** Mount point of the cgroup v2 hierarchy at up, recorded when a section selects a service. */
   cgroupMount?: string;
   /** The configuration file used (or "built-in defaults"), for status output. */

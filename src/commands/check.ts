@@ -146,7 +146,7 @@ async function checkTools(system: System, config: Config): Promise<Finding[]> {
   // chooseBackend checks the restore tools, but up and down also read with the save tools.
   const missing = ([4, 6] as const).map((family) => iptablesTools(backend, family).save).filter((tool) => !system.hasTool(tool));
   if (missing.length > 0) {
-    findings.push(error("tools", `${missing.join(" and ")} not installed`, `up and down read the mangle table with them`, `install the ${backend} package that provides them`));
+    findings.push(error("tools", `${missing.join(" and ")} not installed`, `up and down read the mangle and nat tables with them`, `install the ${backend} package that provides them`));
   } else {
     findings.push(ok("tools", `firewall.backend = ${config.firewall.backend} uses ${backend}, and its tools are installed`));
   }

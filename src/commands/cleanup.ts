@@ -35,6 +35,7 @@ export async function cleanup(context: Context): Promise<void> {
       // Sysctls and nftables objects are restored once, with the first backend.
       base.sysctls = [];
       base.createdMangle = [];
+      base.createdNat = [];
     }
 
     if (failures.length > 0) {

@@ -1,6 +1,6 @@
 import { checkMarkedRoute } from "../checks.js";
-import { describeBypass, hex } from "../firewall/marking.js";
-import { IPT_CHAIN_OUTPUT, IPT_CHAIN_PREROUTING, IPT_COMMENT, isOurRoute, NFT_TABLE } from "../owner.js";
+import { describeBypass, hasOutputSelections, hex } from "../firewall/marking.js";
+import { IPT_CHAIN_OUTPUT, IPT_CHAIN_POSTROUTING, IPT_CHAIN_PREROUTING, IPT_COMMENT, isOurRoute, NFT_TABLE } from "../owner.js";
 import { hasRule } from "../rule.js";
 import type { State } from "../state.js";
 import type { Context } from "./context.js";
@@ -19,6 +19,12 @@ export interface StatusReport {
     tableRoutes: Record<string, number>;
     /** Whether the marking exists; absent when it was not read. */
     firewall?: boolean;
+    /**
+     * Whether the iptables source NAT for connections selected in output
+     * exists. Absent with nftables, whose table contains it, when no section
+     * selects in output, and when it was not read.
+     */
+    sourceNat?: boolean;
   };
   /** Parts of the record not compared with the live system, and why. */
   unchecked?: string[];
@@ -64,10 +70,16 @@ export async function status(context: Context, options: StatusOptions = {}): Pro
   } else if (state.backend === "nftables") {
     live.firewall = (await system.run(["nft", "list", "table", "inet", NFT_TABLE])).exitCode === 0;
   } else {
-    live.firewall = state.families.every((family) => (observed.iptables?.[family]?.jumps.length ?? 0) > 0);
+    live.firewall = state.families.every((family) => (observed.iptables?.[family]?.mangle.jumps.length ?? 0) > 0);
+    if (hasOutputSelections(state)) {
+      live.sourceNat = state.families.every((family) => (observed.iptables?.[family]?.nat.jumps.length ?? 0) > 0);
+    }
   }
   if (live.firewall === false) {
     drift.push(`the ${state.backend} marking is missing`);
+  }
+  if (live.sourceNat === false) {
+    drift.push(`the ${state.backend} source NAT (nat chain ${IPT_CHAIN_POSTROUTING} and its jump from POSTROUTING) is missing`);
   }
   // Where our own rule is gone, that is the cause, and up installs it again.
   if (Object.values(live.rule).every(Boolean)) {
@@ -116,5 +128,6 @@ export function firewallObjects(state: State): string {
   if (state.backend === "nftables") {
     return `nftables table inet ${NFT_TABLE}`;
   }
-  return `${state.backend} mangle chains ${IPT_CHAIN_PREROUTING} and ${IPT_CHAIN_OUTPUT}, each reached by one jump tagged "${IPT_COMMENT}"`;
+  const nat = hasOutputSelections(state) ? ` and nat chain ${IPT_CHAIN_POSTROUTING}` : "";
+  return `${state.backend} mangle chains ${IPT_CHAIN_PREROUTING} and ${IPT_CHAIN_OUTPUT}${nat}, each reached by one jump tagged "${IPT_COMMENT}"`;
 }

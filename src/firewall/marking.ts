@@ -2,7 +2,6 @@ import { posix } from "node:path";
 
 import type { Bypass, Protocol } from "../config/types.js";
 import type { System } from "../system/system.js";
-import type { FirewallBackend } from "./backend.js";
 
 /** The selection and mark that both firewall backends render. */
 export interface MarkingSpec {
@@ -136,7 +135,7 @@ export function selectionsOf(bypass: Bypass): Selection[] {
 }
 
 /** Returns whether any section runs in the output chain. */
-export function hasOutputSelections(spec: MarkingSpec): boolean {
+export function hasOutputSelections(spec: Pick<MarkingSpec, "bypass">): boolean {
   return spec.bypass.some((bypass) => selectionsOf(bypass).some((selection) => selection.hook === "output"));
 }
 
@@ -209,22 +208,4 @@ export function cgroup2Mount(mountinfo: string | undefined): string | undefined 
     }
   }
   return undefined;
-}
-
-/**
- * Returns warnings about a marking that installs but may not work. iptables
- * here gets no source NAT: a connection selected in output keeps the source
- * address that its socket took from the VPN's routes, usually the tunnel's.
- */
-export function markingWarnings(spec: MarkingSpec, backend: FirewallBackend): string[] {
-  if (backend === "nftables" || !hasOutputSelections(spec)) {
-    return [];
-  }
-  const names = spec.bypass.filter((bypass) => selectionsOf(bypass).some((selection) => selection.hook === "output")).map((bypass) => `bypass.${bypass.name}`);
-  return [
-    `${names.join(", ")} ${names.length === 1 ? "selects" : "select"} connections this host opens, and with ${backend} splitroute does not change their source address, ` +
-      "so a connection that took the tunnel's address leaves the uplink with it and gets no reply; " +
-      `add source NAT on the uplink (iptables -t nat -A POSTROUTING -o UPLINK -m connmark --mark ${hex(spec.mark.value)}/${hex(spec.mark.mask)} -j MASQUERADE, and the same with ip6tables), ` +
-      "or use firewall.backend = nftables, which adds it",
-  ];
 }

@@ -1,5 +1,5 @@
 import type { FirewallBackend } from "../firewall/backend.js";
-import { planMangleCleanup } from "../firewall/iptables-nft.js";
+import { planNftCleanup } from "../firewall/iptables-nft.js";
 import { flushOurRoutes } from "./up.js";
 import { findOurRules, ruleSelector, type ObservedRule } from "../rule.js";
 import type { Family } from "../snapshot/route.js";
@@ -17,6 +17,8 @@ export interface DownObserved {
   iptables: IptablesByFamily;
   /** Chains of each family's nftables `mangle` table, read only when the state records that iptables-nft created some. */
   mangleChains: Partial<Record<Family, string[]>>;
+  /** The same for the nftables `nat` table. */
+  natChains: Partial<Record<Family, string[]>>;
   /** Current values of the sysctls that the state records as changed by us. */
   sysctls: Record<string, string | undefined>;
 }
@@ -70,7 +72,8 @@ export function planRemoval(state: State, observed: DownObserved): DownPlan {
   }
 
   steps.push(...planFirewallRemove(state.backend, families(state, observed), observed.iptables));
-  steps.push(...planMangleCleanup(state.createdMangle ?? [], observed.mangleChains, observed.iptables));
+  steps.push(...planNftCleanup("mangle", state.createdMangle ?? [], observed.mangleChains, observed.iptables));
+  steps.push(...planNftCleanup("nat", state.createdNat ?? [], observed.natChains, observed.iptables));
 
   steps.push(...planSysctlRestore(state.sysctls, observed.sysctls, warnings));
   return { steps, remaining: undefined, warnings };

@@ -7,7 +7,7 @@ import { formatArgv } from "../../src/errors.js";
 import type { CommandResult, System } from "../../src/system/system.js";
 import { FakeIp, type RuleJson } from "./ip.js";
 import type { Family, RouteJson } from "./ip-route.js";
-import { FakeIptables, iptablesToolNames, renderSave } from "./iptables.js";
+import { FakeIptables, iptablesToolNames, renderSave, TABLE_NAMES } from "./iptables.js";
 import { FakeNft, renderTable } from "./nft.js";
 import { ToolFailure, Unsupported } from "./result.js";
 
@@ -108,8 +108,9 @@ export class FakeSystem implements System {
   /** Files readText returns, by path. */
   readonly files = new Map<string, string>();
 
+  /** Returns a file from `files`, or the legacy iptables tables that the fake's tools created for /proc/net/ip*_tables_names. */
   async readText(path: string): Promise<string | undefined> {
-    return this.files.get(path);
+    return this.files.get(path) ?? this.iptables.readProc(path);
   }
 
   /** Lists the names directly inside the folder `path` that `files` has, or undefined when it has none. */
@@ -161,12 +162,14 @@ export class FakeSystem implements System {
     for (const [key, body] of [...this.nft.tables].sort(([a], [b]) => a.localeCompare(b))) {
       lines.push(`nft:`, ...indent(renderTable(key, body)));
     }
-    for (const base of [...this.iptables.nftTables].sort()) {
-      lines.push(`nft: ${base} created its mangle table`);
+    for (const [key, chains] of [...this.iptables.nftTables].sort(([a], [b]) => a.localeCompare(b))) {
+      const [base, name] = key.split(" ");
+      lines.push(`nft: ${base} created its ${name} table, with base chains: ${[...chains].sort().join(" ") || "none"}`);
     }
     for (const base of [...this.iptables.tables.keys()].sort()) {
-      if (!this.iptables.isPristine(base)) {
-        lines.push(`${base}:`, ...indent(renderSave(`${base}-save`, this.iptables.table(base), false)));
+      const changed = TABLE_NAMES.filter((name) => !this.iptables.isPristine(base, name));
+      if (changed.length > 0) {
+        lines.push(`${base}:`, ...indent(changed.map((name) => renderSave(`${base}-save`, name, this.iptables.table(base, name), false)).join("")));
       }
     }
     return `${lines.join("\n")}\n`;

@@ -39,6 +39,18 @@ const FOREIGN_NFT = `table inet foreign {
 }
 `;
 
+// bypass.nobody selects in output, so up also adds the source NAT chain.
+const CONFIG = (backend: string) => `[firewall]
+backend = ${backend}
+
+[bypass.ssh]
+protocol = tcp
+local_port = 22
+
+[bypass.nobody]
+uid = nobody
+`;
+
 async function addForeignState(host: TestHost): Promise<void> {
   const run = host.run;
   await run(["ip", "rule", "add", "priority", "999", "to", "192.0.2.99", "lookup", "main"]);
@@ -49,10 +61,15 @@ async function addForeignState(host: TestHost): Promise<void> {
   await run(["ip", "-6", "route", "add", "2001:db8:5::/48", "via", "2001:db8:1::1", "table", "100"]);
   await run(["nft", "-f", "-"], FOREIGN_NFT);
 
-  // Docker-style chains in nat and filter, and mangle rules setting bits 0x10
+  // Docker-style chains in nat and filter, source NAT in nat POSTROUTING of
+  // both variants next to splitroute's, and mangle rules setting bits 0x10
   // (iptables-nft) and 0x20 (iptables-legacy) of the packet mark.
   await run(["iptables-nft", "-t", "nat", "-N", "DOCKER"]);
   await run(["iptables-nft", "-t", "nat", "-A", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER"]);
+  for (const tool of ["iptables-nft", "iptables-legacy"]) {
+    await run([tool, "-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.128/25", "!", "-o", "docker0", "-j", "MASQUERADE"]);
+    await run([tool.replace("iptables", "ip6tables"), "-t", "nat", "-A", "POSTROUTING", "-s", "2001:db8:9::/64", "!", "-o", "docker0", "-j", "MASQUERADE"]);
+  }
   await run(["iptables-nft", "-t", "filter", "-N", "DOCKER-USER"]);
   await run(["iptables-nft", "-t", "filter", "-A", "FORWARD", "-j", "DOCKER-USER"]);
   await run(["iptables-nft", "-t", "mangle", "-A", "OUTPUT", "-j", "MARK", "--set-xmark", "0x10/0x10"]);
@@ -75,7 +92,7 @@ describe.skipIf(!isRoot).each(BACKENDS)(`splitroute among foreign state, %s (${S
   beforeAll(async () => {
     host = await createTestHost();
     config = join(host.dir, "splitroute.conf");
-    await writeFile(config, `[firewall]\nbackend = ${backend}\n`, { mode: 0o644 });
+    await writeFile(config, CONFIG(backend), { mode: 0o644 });
     await addForeignState(host);
     await host.takeDefaultRoute();
     before = await host.state();
@@ -101,6 +118,19 @@ describe.skipIf(!isRoot).each(BACKENDS)(`splitroute among foreign state, %s (${S
     const once = await host.state();
     expect((await host.splitroute(["up", "--dev", "tun0", "--config", config])).exitCode).toBe(0);
     expect(await host.state()).toBe(once);
+  });
+
+  it("puts its nat jump first", async () => {
+    const tools = backend === "iptables-legacy" ? ["iptables-legacy-save", "ip6tables-legacy-save"] : ["iptables-nft-save", "ip6tables-nft-save"];
+    for (const tool of tools) {
+      const postrouting = (await host.run([tool, "-t", "nat"])).split("\n").filter((line) => line.startsWith("-A POSTROUTING "));
+      if (backend === "nftables") {
+        expect(postrouting.join("\n"), tool).not.toContain("splitroute");
+        continue;
+      }
+      expect(postrouting[0], tool).toBe("-A POSTROUTING -m comment --comment splitroute -j SPLITROUTE-POST");
+      expect(postrouting.slice(1).join("\n"), tool).toContain("! -o docker0 -j MASQUERADE");
+    }
   });
 
   it.each([4, 6] as const)("accepts inbound IPv%i", async (family) => {

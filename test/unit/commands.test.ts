@@ -13,7 +13,8 @@ const BACKENDS: FirewallBackend[] = ["nftables", "iptables", "iptables-nft", "ip
 
 /** Returns the argv of every command that may change the fake, formatted as one line each. */
 function changingCommands(system: FakeSystem): string[] {
-  const reads = [/ route show /, / route get /, / rule show$/, /-save -t mangle$/, /^nft list /, / --version$/];
+  // Batches that read carry -j, for ip's JSON output; batches that change carry none.
+  const reads = [/ route show /, / route get /, / rule show$/, /^ip -[46] (-d )?-N -j -batch -$/, /-save -t (mangle|nat)$/, /^nft list /, / --version$/];
   return system.commands.map((argv) => argv.join(" ")).filter((line) => !reads.some((pattern) => pattern.test(line)));
 }
 

@@ -12,13 +12,12 @@ import { parseCidr } from "../../src/config/cidr.js";
 import type { Bypass, Config } from "../../src/config/types.js";
 import { validateConfig } from "../../src/config/validate.js";
 import { ConfigError } from "../../src/errors.js";
-import { renderIptablesApply } from "../../src/firewall/iptables.js";
+import { NOTHING_OBSERVED, renderIptablesApply } from "../../src/firewall/iptables.js";
 import {
   cgroup2Mount,
   checkServiceSelectors,
   nftCgroupPath,
   describeBypass,
-  markingWarnings,
   selectionsOf,
   type MarkingSpec,
 } from "../../src/firewall/marking.js";
@@ -54,8 +53,6 @@ function problems(text: string): string[] {
   }
   throw new Error(`expected the configuration to be rejected:\n${text}`);
 }
-
-const NOTHING_OBSERVED = { chains: [], jumps: [], busyChains: [] };
 
 function spec(...bypass: Bypass[]): MarkingSpec {
   return { mark: { value: 0x2, mask: 0x2 }, tunnels: ["tun0"], bypass };
@@ -360,14 +357,6 @@ describe("iptables selector rules", () => {
     const restore = lines.findIndex((line) => line.startsWith("-A SPLITROUTE-OUT -m connmark"));
     expect(selection).toBeGreaterThan(0);
     expect(selection).toBeLessThan(restore);
-  });
-
-  test("warns about missing source nat", () => {
-    const [warning] = markingWarnings(spec({ name: "test", uid: 1 }), "iptables-nft");
-    expect(warning).toContain("bypass.test selects connections this host opens");
-    expect(warning).toContain("-m connmark --mark 0x2/0x2 -j MASQUERADE");
-    expect(markingWarnings(spec({ name: "test", uid: 1 }), "nftables")).toEqual([]);
-    expect(markingWarnings(spec({ name: "test", protocol: "tcp", localPort: 22 }), "iptables")).toEqual([]);
   });
 });
 
