@@ -1,6 +1,6 @@
 import { CommandError, formatArgv, withContext } from "./errors.js";
 import type { Logger } from "./log.js";
-import { renderStep, type Step } from "./plan/step.js";
+import { countLines, renderStep, type Step } from "./plan/step.js";
 import type { System } from "./system/system.js";
 
 // Tests of crash recovery set SPLITROUTE_TEST_KILL_AFTER_STEP=N to have the
@@ -16,10 +16,21 @@ export function crashPoint(): void {
   }
 }
 
-/** Runs one step, logging it first as a command line an administrator could replay. */
+// A copy of a large main table is one batch line per route. Logged whole,
+// 100,000 routes put 7 MB into OpenVPN's log on every up, so above this
+// many lines a step's input is logged in full only at debug level.
+const MAX_LOGGED_INPUT_LINES = 100;
+
+/**
+ * Runs one step, logging it first as a command line an administrator could
+ * replay. An input longer than MAX_LOGGED_INPUT_LINES is shortened unless
+ * debug logging is on.
+ */
 export async function runStep(system: System, step: Step, log: Logger): Promise<void> {
-  const fields = step.kind === "run" ? { argv: step.argv, inputLines: step.input?.split("\n").length ?? 0 } : { sysctl: step.key, value: step.value };
-  log.info(fields, `[#] ${renderStep(step, formatArgv)}`);
+  const fields =
+    step.kind === "run" ? { argv: step.argv, inputLines: countLines((step.input ?? "").replace(/\n$/, "")) } : { sysctl: step.key, value: step.value };
+  const maxInputLines = log.isLevelEnabled("debug") ? Infinity : MAX_LOGGED_INPUT_LINES;
+  log.info(fields, `[#] ${renderStep(step, formatArgv, maxInputLines)}`);
   try {
     if (step.kind === "sysctl") {
       await system.writeSysctl(step.key, step.value);

@@ -1,3 +1,4 @@
+import { readNftRuleset } from "./firewall/backend.js";
 import { hex } from "./firewall/marking.js";
 import type { Family } from "./snapshot/route.js";
 import type { State } from "./state.js";
@@ -48,16 +49,15 @@ const PRIORITY_NAMES: Record<string, number> = { raw: -300, mangle: -150, dstnat
  * set (priority mangle, -150): firewalld's IPv6_rpfilter in its raw chain, or
  * any other `fib saddr ... missing drop` rule there. They drop the inbound
  * connection before the mark could steer the reverse-path lookup to our table.
+ * `nftRuleset` is the ruleset as read before up, when the caller has it: our
+ * table adds no such filter, so it serves as well as one read after up.
  */
-export async function checkEarlyRpFilter(system: System, state: State): Promise<string[]> {
-  if (!state.families.includes(6) || !system.hasTool("nft")) {
+export async function checkEarlyRpFilter(system: System, state: State, nftRuleset?: string | null): Promise<string[]> {
+  if (!state.families.includes(6)) {
     return [];
   }
-  const result = await system.run(["nft", "list", "ruleset"]);
-  if (result.exitCode !== 0) {
-    return [];
-  }
-  return findEarlyRpFilters(result.stdout);
+  const ruleset = nftRuleset === undefined ? await readNftRuleset(system) : nftRuleset;
+  return ruleset === null ? [] : findEarlyRpFilters(ruleset);
 }
 
 /** Finds the early IPv6 reverse-path filters that checkEarlyRpFilter describes in `nft list ruleset` output. */

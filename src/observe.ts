@@ -1,9 +1,16 @@
-import { iptablesTools, parseIptablesSave, type IptablesObserved } from "./firewall/iptables.js";
-import type { FirewallBackend } from "./firewall/backend.js";
+import {
+  iptablesTools,
+  NOTHING_OBSERVED,
+  parseIptablesSave,
+  type IptablesObserved,
+  type IptablesTable,
+  type IptablesVariant,
+} from "./firewall/iptables.js";
 import { interfaceKey, type UplinkSysctls } from "./rpfilter.js";
 import type { ObservedRule } from "./rule.js";
 import { isRecord } from "./snapshot/fields.js";
-import { parseRoutes } from "./snapshot/parse.js";
+import { parseRouteEntry } from "./snapshot/parse.js";
+import { readRouteEntries } from "./snapshot/read.js";
 import type { Family, Route } from "./snapshot/route.js";
 import { CommandError } from "./errors.js";
 import type { System } from "./system/system.js";
@@ -27,7 +34,14 @@ export async function interfaceExists(system: System, device: string): Promise<b
 
 /** Reads a routing table as parsed routes; a table that does not exist yet is empty. */
 export async function readTable(system: System, family: Family, table: string | number): Promise<Route[]> {
-  return parseRoutes(await showRoutes(system, ["ip", `-${family}`, "-d", "-N", "-j", "route", "show", "table", String(table)]), family);
+  const routes: Route[] = [];
+  await readRouteEntries(system, ["ip", `-${family}`, "-d", "-N", "-j", "route", "show", "table", String(table)], (entry, index) => {
+    const route = parseRouteEntry(entry, index, family);
+    if (route !== undefined) {
+      routes.push(route);
+    }
+  });
+  return routes;
 }
 
 /**
@@ -38,27 +52,12 @@ export async function readTable(system: System, family: Family, table: string | 
  */
 export async function readRouteProtocols(system: System, family: Family, table: number): Promise<Array<Pick<Route, "protocol">>> {
   const argv = ["ip", `-${family}`, "-N", "-j", "route", "show", "table", String(table)];
-  const routes = await showRoutes(system, argv);
-  if (!Array.isArray(routes)) {
-    throw new Error(`invalid ip route JSON from ${argv.join(" ")}: expected an array of routes`);
-  }
-  return routes.map((route: unknown) => {
+  const protocols: Array<Pick<Route, "protocol">> = [];
+  await readRouteEntries(system, argv, (route) => {
     const protocol = isRecord(route) ? route.protocol : undefined;
-    return { protocol: protocol === undefined ? undefined : String(protocol) };
+    protocols.push({ protocol: protocol === undefined ? undefined : String(protocol) });
   });
-}
-
-async function showRoutes(system: System, argv: string[]): Promise<unknown> {
-  const result = await system.run(argv);
-  // Dumping a table that has never held a route fails with "FIB table does
-  // not exist". For us that is an empty table.
-  if (result.exitCode !== 0 && /FIB table does not exist/.test(result.stderr)) {
-    return [];
-  }
-  if (result.exitCode !== 0) {
-    throw new CommandError(argv, result.exitCode, result.stderr);
-  }
-  return JSON.parse(result.stdout || "[]");
+  return protocols;
 }
 
 /** Reads the policy rules of one family with numeric table ids. */
@@ -71,18 +70,47 @@ export async function readRules(system: System, family: Family): Promise<Observe
   return JSON.parse(result.stdout || "[]") as ObservedRule[];
 }
 
-/** Reads our chains and tagged jumps from the mangle table of one family. */
-export async function readIptables(
-  system: System,
-  backend: Exclude<FirewallBackend, "nftables">,
-  family: Family,
-): Promise<IptablesObserved> {
-  const argv = [iptablesTools(backend, family).save, "-t", "mangle"];
+/**
+ * Reads our chains and tagged jumps from the mangle and nat tables of one
+ * family. `legacyTables` is whether `backend` keeps its tables in the
+ * kernel's x_tables (see usesLegacyTables). Saving a legacy table that does
+ * not exist creates it, and nothing removes it again, so a legacy nat table
+ * that the kernel does not list is not read, because it cannot contain
+ * anything of ours.
+ */
+export async function readIptables(system: System, backend: IptablesVariant, family: Family, legacyTables: boolean): Promise<IptablesObserved> {
+  const mangle = parseIptablesSave(await saveIptablesTable(system, backend, family, "mangle"), "mangle");
+  if (legacyTables && !(await readLegacyTableNames(system, family)).includes("nat")) {
+    return { mangle, nat: NOTHING_OBSERVED.nat };
+  }
+  return { mangle, nat: parseIptablesSave(await saveIptablesTable(system, backend, family, "nat"), "nat") };
+}
+
+async function saveIptablesTable(system: System, backend: IptablesVariant, family: Family, table: IptablesTable): Promise<string> {
+  const argv = [iptablesTools(backend, family).save, "-t", table];
   const result = await system.run(argv);
   if (result.exitCode !== 0) {
     throw new CommandError(argv, result.exitCode, result.stderr);
   }
-  return parseIptablesSave(result.stdout);
+  return result.stdout;
+}
+
+/**
+ * Returns whether `backend` keeps its tables in the kernel's legacy x_tables
+ * rather than in nftables. The unsuffixed `iptables` is whichever variant the
+ * distribution built, and only its version line shows which.
+ */
+export async function usesLegacyTables(system: System, backend: IptablesVariant): Promise<boolean> {
+  if (backend === "iptables") {
+    return !(await system.run(["iptables", "--version"])).stdout.includes("nf_tables");
+  }
+  return backend === "iptables-legacy";
+}
+
+/** Returns the names of the legacy iptables tables that exist in this namespace for one family. */
+export async function readLegacyTableNames(system: System, family: Family): Promise<string[]> {
+  const text = await system.readText(family === 4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names");
+  return (text ?? "").split("\n").filter((name) => name !== "");
 }
 
 /** Reads the rp_filter and src_valid_mark sysctls of each uplink. */

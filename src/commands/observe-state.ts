@@ -1,13 +1,16 @@
-import { FAMILIES, hasIpv6, readIptables, readRouteProtocols, readRules, readTable, readUplinkSysctls } from "../observe.js";
+import { FAMILIES, hasIpv6, readIptables, readUplinkSysctls, usesLegacyTables } from "../observe.js";
 import type { FirewallBackend } from "../firewall/backend.js";
-import { cgroup2Mount } from "../firewall/marking.js";
+import { PROTOCOLS_ONLY, readFamily, readFamilyForDown, WHOLE_ROUTES, type TableDetail } from "../observe-family.js";
+import type { IptablesTable } from "../firewall/iptables.js";
+import { cgroup2Mount, hasOutputSelections } from "../firewall/marking.js";
+import { hasNftTable } from "../firewall/nftables.js";
 import { isOurRoute } from "../owner.js";
-import { missingMangleObjects, parseNftChains, type CreatedMangleObjects } from "../firewall/iptables-nft.js";
+import { missingNftObjects, parseNftChains, type CreatedNftObjects } from "../firewall/iptables-nft.js";
 import type { IptablesByFamily } from "../plan/firewall.js";
 import type { DownObserved } from "../plan/down.js";
 import { snapshotRoutes, tunnelsAfterUp, uplinkDevices, type UpObserved } from "../plan/up.js";
 import type { Config } from "../config/types.js";
-import type { Family } from "../snapshot/route.js";
+import type { Family, Route } from "../snapshot/route.js";
 import type { State } from "../state.js";
 import type { System } from "../system/system.js";
 
@@ -19,29 +22,53 @@ export async function activeFamilies(system: System): Promise<Family[]> {
 async function readIptablesFamilies(system: System, backend: FirewallBackend, families: readonly Family[]): Promise<IptablesByFamily> {
   const observed: IptablesByFamily = {};
   if (backend !== "nftables") {
+    const legacyTables = await usesLegacyTables(system, backend);
     for (const family of families) {
-      observed[family] = await readIptables(system, backend, family);
+      observed[family] = await readIptables(system, backend, family, legacyTables);
     }
   }
   return observed;
 }
 
-/** Reads what planUp needs. */
+/** Reads what planUp needs. Of our table, only each route's protocol is read. */
 export async function observeForUp(
   system: System,
   config: Config,
   device: string,
   backend: FirewallBackend,
   previous: State | undefined,
+  nftRuleset?: string | null,
 ): Promise<UpObserved> {
+  const observed = await observeWithTable(system, config, device, backend, previous, PROTOCOLS_ONLY);
+  if (backend === "nftables" && typeof nftRuleset === "string") {
+    observed.nftTableExists = hasNftTable(nftRuleset);
+  }
+  return observed;
+}
+
+/** Reads what planRefresh needs: what observeForUp reads, and our table's routes in full. */
+export async function observeForRefresh(system: System, config: Config, state: State): Promise<UpObserved<Route>> {
+  return observeWithTable(system, config, state.tunnels[0]!, state.backend, state, WHOLE_ROUTES);
+}
+
+async function observeWithTable<Current extends Pick<Route, "protocol">>(
+  system: System,
+  config: Config,
+  device: string,
+  backend: FirewallBackend,
+  previous: State | undefined,
+  detail: TableDetail<Current>,
+): Promise<UpObserved<Current>> {
   const families = await activeFamilies(system);
-  const source = config.snapshot.table;
-  const main = { 4: await readTable(system, 4, source), 6: families.includes(6) ? await readTable(system, 6, source) : [] };
-  const table = {
-    4: await readTable(system, 4, config.table.id),
-    6: families.includes(6) ? await readTable(system, 6, config.table.id) : [],
-  };
-  const rules = { 4: await readRules(system, 4), 6: families.includes(6) ? await readRules(system, 6) : [] };
+  const main: UpObserved<Current>["main"] = { 4: [], 6: [] };
+  const table: UpObserved<Current>["table"] = { 4: [], 6: [] };
+  const rules: UpObserved<Current>["rules"] = { 4: [], 6: [] };
+  for (const family of families) {
+    const reads = await readFamily(system, family, config.snapshot.table, config.table.id, detail);
+    main[family] = reads.main;
+    table[family] = reads.table;
+    rules[family] = reads.rules;
+  }
   const routes = snapshotRoutes(config, tunnelsAfterUp(device, previous), main);
   return {
     families,
@@ -50,36 +77,39 @@ export async function observeForUp(
     rules,
     iptables: await readIptablesFamilies(system, backend, families),
     uplinks: await readUplinkSysctls(system, uplinkDevices(routes[4])),
-    missingMangle: previous === undefined ? await readMissingMangle(system, backend, families) : [],
+    missingMangle: previous === undefined ? await readMissingNftObjects(system, backend, families, "mangle") : [],
+    // Recorded once, by the first up that installs our nat chain.
+    ...(previous?.createdNat === undefined && hasOutputSelections(config)
+      ? { missingNat: await readMissingNftObjects(system, backend, families, "nat") }
+      : {}),
     ...(config.bypass.some((bypass) => bypass.service !== undefined) ? { cgroupMount: cgroup2Mount(await system.readText("/proc/self/mountinfo")) } : {}),
   };
 }
 
 /**
- * Returns what iptables-nft will create in nftables for our rules: the
- * `mangle` table or its base chains, where missing. Other backends create
- * nothing there.
+ * Returns what iptables-nft will create in nftables for our rules in
+ * `table`: the table or its base chains, where missing. Other backends
+ * create nothing there.
  */
-async function readMissingMangle(system: System, backend: FirewallBackend, families: readonly Family[]): Promise<CreatedMangleObjects[]> {
-  if (backend === "nftables" || backend === "iptables-legacy" || !system.hasTool("nft")) {
+async function readMissingNftObjects(
+  system: System,
+  backend: FirewallBackend,
+  families: readonly Family[],
+  table: IptablesTable,
+): Promise<CreatedNftObjects[]> {
+  if (backend === "nftables" || !system.hasTool("nft") || (await usesLegacyTables(system, backend))) {
     return [];
   }
-  if (backend === "iptables") {
-    const version = await system.run(["iptables", "--version"]);
-    if (!version.stdout.includes("nf_tables")) {
-      return [];
-    }
-  }
-  const missing: CreatedMangleObjects[] = [];
+  const missing: CreatedNftObjects[] = [];
   for (const family of families) {
-    missing.push(missingMangleObjects(family, await readMangleChains(system, family)));
+    missing.push(missingNftObjects(table, family, await readNftChains(system, family, table)));
   }
   return missing;
 }
 
-/** Returns the chains of nftables' `ip`/`ip6` mangle table, or undefined when it does not exist. */
-async function readMangleChains(system: System, family: Family): Promise<string[] | undefined> {
-  const result = await system.run(["nft", "list", "table", family === 4 ? "ip" : "ip6", "mangle"]);
+/** Returns the chains of nftables' `ip`/`ip6` table `table`, or undefined when it does not exist. */
+async function readNftChains(system: System, family: Family, table: IptablesTable): Promise<string[] | undefined> {
+  const result = await system.run(["nft", "list", "table", family === 4 ? "ip" : "ip6", table]);
   return result.exitCode === 0 ? parseNftChains(result.stdout) : undefined;
 }
 
@@ -89,8 +119,9 @@ export async function observeForDown(system: System, state: State): Promise<Down
   const tableSize = { 4: 0, 6: 0 };
   const rules: DownObserved["rules"] = { 4: [], 6: [] };
   for (const family of families) {
-    tableSize[family] = (await readRouteProtocols(system, family, state.table.id)).filter(isOurRoute).length;
-    rules[family] = await readRules(system, family);
+    const reads = await readFamilyForDown(system, family, state.table.id);
+    tableSize[family] = reads.table.filter(isOurRoute).length;
+    rules[family] = reads.rules;
   }
   const sysctls: Record<string, string | undefined> = {};
   for (const change of state.sysctls) {
@@ -98,7 +129,12 @@ export async function observeForDown(system: System, state: State): Promise<Down
   }
   const mangleChains: DownObserved["mangleChains"] = {};
   for (const entry of state.createdMangle ?? []) {
-    mangleChains[entry.family] = await readMangleChains(system, entry.family);
+    mangleChains[entry.family] = await readNftChains(system, entry.family, "mangle");
   }
-  return { families, tableSize, rules, iptables: await readIptablesFamilies(system, state.backend, families), mangleChains, sysctls };
+  const natChains: DownObserved["natChains"] = {};
+  for (const entry of state.createdNat ?? []) {
+    natChains[entry.family] = await readNftChains(system, entry.family, "nat");
+  }
+  const iptables = await readIptablesFamilies(system, state.backend, families);
+  return { families, tableSize, rules, iptables, mangleChains, natChains, sysctls };
 }

@@ -1,5 +1,5 @@
 import { formatArgv } from "../errors.js";
-import { chooseBackend } from "../firewall/backend.js";
+import { chooseBackend, readNftRuleset } from "../firewall/backend.js";
 import { planDown, planRemoval } from "../plan/down.js";
 import { renderStep, type Step } from "../plan/step.js";
 import { planUp } from "../plan/up.js";
@@ -26,14 +26,17 @@ export async function planCommands(context: Context, action: "up" | "down", devi
     return finish(sections);
   }
 
-  const backend = await chooseBackend(config.firewall.backend, system);
+  const nftRuleset = await readNftRuleset(system);
+  const backend = await chooseBackend(config.firewall.backend, system, nftRuleset);
   let previous = recorded;
   if (recorded !== undefined && !sameIdentity(recorded, config, backend)) {
     const removal = planRemoval(recorded, await observeForDown(system, recorded));
     sections.push("# the installed bypass uses another table, rule, mark or backend; up removes it first:", render(removal.steps));
     previous = undefined;
   }
-  const observed = await observeForUp(system, config, device, backend, previous);
+  // After a removal the table is gone whatever the ruleset said, and a
+  // replacing script is right either way.
+  const observed = await observeForUp(system, config, device, backend, previous, previous === recorded ? nftRuleset : undefined);
   sections.push(render(planUp({ config, device, backend, previous, observed }).steps));
   return finish(sections);
 }

@@ -2,7 +2,7 @@ import { applySteps } from "../apply.js";
 import { checkMarkedRoute } from "../checks.js";
 import { planRefresh } from "../plan/refresh.js";
 import { withLock, type Context } from "./context.js";
-import { observeForUp } from "./observe-state.js";
+import { observeForRefresh } from "./observe-state.js";
 
 /**
  * Copies main into the bypass table again, for when DHCP changed the gateway
@@ -17,7 +17,7 @@ export async function refresh(context: Context): Promise<void> {
       log.info("nothing installed in this network namespace; nothing to refresh");
       return;
     }
-    const observed = await observeForUp(system, config, state.tunnels[0]!, state.backend, state);
+    const observed = await observeForRefresh(system, config, state);
     const { steps, state: refreshed } = planRefresh(state, config, observed);
     if (steps.length === 0) {
       log.info(`table ${state.table.name} (${state.table.id}) already matches ${config.snapshot.table}; nothing to change`);

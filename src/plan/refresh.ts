@@ -42,7 +42,7 @@ export function planRouteChanges(current: readonly Route[], desired: readonly Ro
 }
 
 /** Plans `refresh`: the copy follows main again, and new uplinks get src_valid_mark where needed. */
-export function planRefresh(state: State, config: Config, observed: UpObserved): { steps: Step[]; state: State } {
+export function planRefresh(state: State, config: Config, observed: UpObserved<Route>): { steps: Step[]; state: State } {
   const routes = snapshotRoutes(config, state.tunnels, observed.main);
   const steps: Step[] = [];
   for (const family of state.families.filter((entry): entry is Family => observed.families.includes(entry))) {

@@ -20,8 +20,12 @@ export interface SysctlStep {
 
 export type Step = RunStep | SysctlStep;
 
-/** Renders a step as the shell command an administrator could paste to repeat it. */
-export function renderStep(step: Step, formatArgv: (argv: readonly string[]) => string): string {
+/**
+ * Renders a step as the shell command an administrator could paste to repeat
+ * it. With `maxInputLines`, a longer input shows only its first lines and a
+ * count of the rest, and the result can no longer be pasted.
+ */
+export function renderStep(step: Step, formatArgv: (argv: readonly string[]) => string, maxInputLines = Infinity): string {
   if (step.kind === "sysctl") {
     return `sysctl -w ${step.key}=${step.value}`;
   }
@@ -29,5 +33,30 @@ export function renderStep(step: Step, formatArgv: (argv: readonly string[]) => 
   if (step.input === undefined) {
     return command;
   }
-  return `${command} <<'EOF'\n${step.input.replace(/\n$/, "")}\nEOF`;
+  const input = step.input.replace(/\n$/, "");
+  const lines = countLines(input);
+  if (lines <= maxInputLines) {
+    return `${command} <<'EOF'\n${input}\nEOF`;
+  }
+  const shown = LOGGED_HEAD_LINES;
+  let end = -1;
+  for (let line = 0; line < shown; line += 1) {
+    end = input.indexOf("\n", end + 1);
+  }
+  return `${command} <<'EOF'\n${input.slice(0, end)}\n# ... ${lines - shown} more lines (--verbose logs them all)\nEOF`;
+}
+
+/** Lines of an input shown when it is cut short. */
+const LOGGED_HEAD_LINES = 5;
+
+/** Counts the lines of `text`, which has no final newline; "" has none. */
+export function countLines(text: string): number {
+  if (text === "") {
+    return 0;
+  }
+  let count = 1;
+  for (let index = text.indexOf("\n"); index !== -1; index = text.indexOf("\n", index + 1)) {
+    count += 1;
+  }
+  return count;
 }

@@ -2,9 +2,9 @@ import { DEFAULT_CONFIG_PATH, type Config } from "../config/types.js";
 import { ConfigError } from "../errors.js";
 import type { FirewallBackend } from "../firewall/backend.js";
 import { isOurRoute, ROUTE_PROTOCOL } from "../owner.js";
-import type { CreatedMangleObjects } from "../firewall/iptables-nft.js";
+import type { CreatedNftObjects } from "../firewall/iptables-nft.js";
 import { planSrcValidMark, type UplinkSysctls } from "../rpfilter.js";
-import { chooseRulePriority, findOurRules, hasRule, ruleSelector, type ObservedRule } from "../rule.js";
+import { chooseRulePriority, findOurRules, hasRule, ruleSelector, type ObservedRule, type RuleSpec } from "../rule.js";
 import { routeAddArgs, routeDevices } from "../snapshot/render.js";
 import { selectRoutes } from "../snapshot/select.js";
 import type { Family, Route } from "../snapshot/route.js";
@@ -13,18 +13,22 @@ import { planFirewallApply, type IptablesByFamily } from "./firewall.js";
 import type { Step } from "./step.js";
 
 /** The system as observed before `up`. */
-export interface UpObserved {
+export interface UpObserved<Current extends Pick<Route, "protocol"> = Pick<Route, "protocol">> {
   families: Family[];
   main: Record<Family, Route[]>;
-  /** Current contents of the table id we are about to fill. */
-  table: Record<Family, Route[]>;
+  /** Current contents of the table id we are about to fill: each route's protocol, or the whole route where a planner needs it. */
+  table: Record<Family, Current[]>;
   rules: Record<Family, ObservedRule[]>;
   iptables: IptablesByFamily;
   uplinks: UplinkSysctls[];
-  /** The nftables objects iptables-nft will create for our rules (none for other backends). */
-  missingMangle: CreatedMangleObjects[];
+  /** The nftables objects iptables-nft will create for our rules in mangle (none for other backends). */
+  missingMangle: CreatedNftObjects[];
+  /** The same for nat, read only when this up may be the first to install our nat chain. */
+  missingNat?: CreatedNftObjects[];
   /** Mount point of the cgroup v2 hierarchy, read only when a section selects a service. */
   cgroupMount?: string;
+  /** Whether our nft table exists; read only with the nftables backend, and absent when unknown. */
+  nftTableExists?: boolean;
 }
 
 export interface UpInput {
@@ -78,25 +82,14 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
 
     // Routes and the rule for one family go through `ip -batch`, one
     // process for every MAX_BATCH_LINES lines however large the table is.
-    const lines: string[] = [];
-    if (observed.table[family].some(isOurRoute)) {
-      lines.push(flushOurRoutes(config.table.id));
-    }
-    for (const route of routes[family]) {
-      lines.push(routeAddArgs(route, config.table.id, String(ROUTE_PROTOCOL)).join(" "));
-    }
-    // Ours at another priority: moved earlier, or left by a run that was killed.
-    for (const stale of findOurRules(observed.rules[family], rule).filter((found) => found.priority !== priority)) {
-      lines.push(["rule", "del", ...ruleSelector(stale)].join(" "));
-    }
-    if (!hasRule(observed.rules[family], rule)) {
-      lines.push(["rule", "add", ...ruleSelector(rule)].join(" "));
-    }
+    // The lines are rendered as batchSteps takes them, so no more than one
+    // batch of them exists as separate strings at a time.
+    const lines = batchLines(routes[family], observed.table[family].some(isOurRoute), rule, observed.rules[family]);
     steps.push(...batchSteps(family, lines, `installing IPv${family} routes into table ${config.table.name} (${config.table.id}) and its rule`));
   }
 
   const marking = { mark: config.mark, tunnels, bypass: config.bypass, cgroupMount: observed.cgroupMount };
-  steps.push(...planFirewallApply(backend, marking, observed.families, observed.iptables));
+  steps.push(...planFirewallApply(backend, marking, observed.families, observed.iptables, observed.nftTableExists ?? true));
 
   const uplinks = uplinkDevices(routes[4]);
   const newSysctls = planSrcValidMark(observed.uplinks.filter((uplink) => uplinks.includes(uplink.device)));
@@ -118,6 +111,7 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
     routeCounts: { 4: routes[4].length, 6: routes[6].length },
     hasDefaultRoute: { 4: routes[4].some(isDefaultRoute), 6: routes[6].some(isDefaultRoute) },
     createdMangle: previous?.createdMangle ?? observed.missingMangle,
+    ...createdNat(previous, observed),
     ...(observed.cgroupMount === undefined ? {} : { cgroupMount: observed.cgroupMount }),
     configSource: config.source,
   };
@@ -131,19 +125,45 @@ export function planUp(input: UpInput): { steps: Step[]; state: State } {
 export const MAX_BATCH_LINES = 10_000;
 
 /** Turns batch lines into `ip -batch` steps of at most MAX_BATCH_LINES lines each; none for no lines. */
-export function batchSteps(family: Family, lines: readonly string[], summary: string): Step[] {
-  const count = Math.ceil(lines.length / MAX_BATCH_LINES);
-  const steps: Step[] = [];
-  for (let index = 0; index < count; index += 1) {
-    const chunk = lines.slice(index * MAX_BATCH_LINES, (index + 1) * MAX_BATCH_LINES);
-    steps.push({
-      kind: "run",
-      summary: count === 1 ? summary : `${summary} (batch ${index + 1} of ${count})`,
-      argv: ["ip", `-${family}`, "-batch", "-"],
-      input: `${chunk.join("\n")}\n`,
-    });
+export function batchSteps(family: Family, lines: Iterable<string>, summary: string): Step[] {
+  const inputs: string[] = [];
+  let chunk: string[] = [];
+  for (const line of lines) {
+    chunk.push(line);
+    if (chunk.length === MAX_BATCH_LINES) {
+      inputs.push(`${chunk.join("\n")}\n`);
+      chunk = [];
+    }
   }
-  return steps;
+  if (chunk.length > 0) {
+    inputs.push(`${chunk.join("\n")}\n`);
+  }
+  return inputs.map((input, index) => ({
+    kind: "run",
+    summary: inputs.length === 1 ? summary : `${summary} (batch ${index + 1} of ${inputs.length})`,
+    argv: ["ip", `-${family}`, "-batch", "-"],
+    input,
+  }));
+}
+
+/**
+ * Yields `up`'s batch lines for one family: a flush of our earlier copy if
+ * one exists, the copy, and the rule where it is missing or must move.
+ */
+function* batchLines(routes: readonly Route[], flush: boolean, rule: RuleSpec, rules: readonly ObservedRule[]): Generator<string> {
+  if (flush) {
+    yield flushOurRoutes(rule.tableId);
+  }
+  for (const route of routes) {
+    yield routeAddArgs(route, rule.tableId, String(ROUTE_PROTOCOL)).join(" ");
+  }
+  // Ours at another priority: moved earlier, or left by a run that was killed.
+  for (const stale of findOurRules(rules, rule).filter((found) => found.priority !== rule.priority)) {
+    yield ["rule", "del", ...ruleSelector(stale)].join(" ");
+  }
+  if (!hasRule(rules, rule)) {
+    yield ["rule", "add", ...ruleSelector(rule)].join(" ");
+  }
 }
 
 /** Returns the ip -batch line that removes our routes, and only ours, from `table`. */
@@ -154,7 +174,7 @@ export function flushOurRoutes(table: number): string {
 // A table that other software fills is not ours to share: its routes would
 // decide where our marked traffic goes. Routes added to it after our up are
 // left alone, and survive down.
-function checkTableIsOurs(config: Config, family: Family, current: readonly Route[], previous: State | undefined): void {
+function checkTableIsOurs(config: Config, family: Family, current: ReadonlyArray<Pick<Route, "protocol">>, previous: State | undefined): void {
   const foreign = current.filter((route) => !isOurRoute(route));
   if (foreign.length > 0 && previous === undefined) {
     throw new ConfigError(
@@ -162,6 +182,13 @@ function checkTableIsOurs(config: Config, family: Family, current: readonly Rout
         `set table.id in ${config.source === "built-in defaults" ? DEFAULT_CONFIG_PATH : config.source} to an unused table (see: ip -${family} route show table all)`,
     );
   }
+}
+
+// The first up that installs our nat chain records what iptables-nft will
+// create for it; later ones keep that record.
+function createdNat(previous: State | undefined, observed: UpObserved): Pick<State, "createdNat"> {
+  const created = previous?.createdNat ?? observed.missingNat;
+  return created === undefined ? {} : { createdNat: created };
 }
 
 function isDefaultRoute(route: Route): boolean {

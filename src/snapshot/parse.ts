@@ -79,7 +79,7 @@ export function parseRoutes(json: unknown, family: Family): Route[] {
 
   const routes: Route[] = [];
   json.forEach((entry: unknown, index) => {
-    const route = parseRoute(entry, index, family);
+    const route = parseRouteEntry(entry, index, family);
     if (route !== undefined) {
       routes.push(route);
     }
@@ -87,7 +87,11 @@ export function parseRoutes(json: unknown, family: Family): Route[] {
   return routes;
 }
 
-function parseRoute(entry: unknown, index: number, family: Family): Route | undefined {
+/**
+ * Parses the `index`-th element of that output, as parseRoutes does.
+ * Returns undefined for a route whose every path is dead.
+ */
+export function parseRouteEntry(entry: unknown, index: number, family: Family): Route | undefined {
   if (!isRecord(entry)) {
     throw new Error(`invalid ip route JSON: route ${index} is ${describe(entry)}, expected an object`);
   }

@@ -16,14 +16,25 @@ export class HostSystem implements System {
   ) {}
 
   async run(argv: readonly string[], input?: string): Promise<CommandResult> {
+    return this.execute(argv, input);
+  }
+
+  async stream(argv: readonly string[], onData: (chunk: string) => void, input?: string): Promise<CommandResult> {
+    return this.execute(argv, input, onData);
+  }
+
+  private async execute(argv: readonly string[], input: string | undefined, onData?: (chunk: string) => void): Promise<CommandResult> {
     const [tool, ...args] = argv;
     const path = tool === undefined ? undefined : this.resolve(tool);
     if (path === undefined) {
       return { exitCode: 127, stdout: "", stderr: `${tool ?? "(empty command)"}: not installed (looked in /usr/sbin, /usr/bin, /sbin, /bin, /usr/local/sbin, /usr/local/bin and PATH)` };
     }
-    const result = await execa(path, args, {
+    const subprocess = execa(path, args, {
       input: input ?? "",
       reject: false,
+      // With onData, stdout goes to the caller as it arrives instead of
+      // into one string.
+      buffer: { stdout: onData === undefined },
       // execa's default of 100 MB is less than ip -j route show prints for a
       // table of a million routes.
       maxBuffer: 1024 * 1024 * 1024,
@@ -33,9 +44,14 @@ export class HostSystem implements System {
       env: { LC_ALL: "C", PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
       extendEnv: false,
     });
+    if (onData !== undefined) {
+      subprocess.stdout.setEncoding("utf8");
+      subprocess.stdout.on("data", onData);
+    }
+    const result = await subprocess;
     const exitCode = result.exitCode ?? 1;
     this.log?.debug({ argv, exitCode, durationMs: Math.round(result.durationMs) }, `ran ${formatArgv(argv)}: exit code ${exitCode}`);
-    return { exitCode, stdout: String(result.stdout ?? ""), stderr: String(result.stderr ?? result.message ?? "") };
+    return { exitCode, stdout: onData === undefined ? String(result.stdout ?? "") : "", stderr: String(result.stderr ?? result.message ?? "") };
   }
 
   hasTool(tool: string): boolean {

@@ -13,6 +13,12 @@ export interface System {
    * arguments and `input` on stdin. Never throws for a non-zero exit code.
    */
   run(argv: readonly string[], input?: string): Promise<CommandResult>;
+  /**
+   * Runs argv like run, but hands stdout to `onData` piece by piece as it
+   * arrives and returns an empty stdout. For outputs too large to hold
+   * twice. Callers fall back to run where an implementation lacks it.
+   */
+  stream?(argv: readonly string[], onData: (chunk: string) => void, input?: string): Promise<CommandResult>;
   /** Returns whether the tool is installed. */
   hasTool(tool: string): boolean;
   /** Reads a sysctl such as "net.ipv4.conf.eth0.rp_filter"; undefined if it does not exist. */

@@ -273,7 +273,8 @@ describe("planUp", () => {
     const before = system.render();
     await observeForUp(system, testConfig("iptables"), "tun0", "iptables", undefined);
     expect(system.render()).toBe(before);
-    expect(system.commands.every((argv) => argv.includes("show") || argv.includes("-t") || argv.includes("--version"))).toBe(true);
+    // A read-only ip batch names its commands (route show, rule show) on stdin and asks for JSON.
+    expect(system.commands.every((argv) => argv.includes("show") || argv.includes("-j") || argv.includes("-t") || argv.includes("--version"))).toBe(true);
   });
 
   test("steps per family and firewall", async () => {
@@ -293,6 +294,25 @@ describe("planUp", () => {
     expect(lines.at(-2)).toBe("rule add fwmark 0x2/0x2 lookup 2 priority 1000");
     expect(state.routeCounts).toEqual({ 4: 4, 6: 3 });
     expect(state.tunnels).toEqual(["tun0"]);
+  });
+
+  test("nft table created or replaced", async () => {
+    const system = vpnHost();
+    const config = testConfig("nftables");
+    const nftInput = async (ruleset: string | null | undefined) => {
+      const observed = await observeForUp(system, config, "tun0", "nftables", undefined, ruleset);
+      const step = planUp({ config, device: "tun0", backend: "nftables", previous: undefined, observed }).steps.at(-1)!;
+      return step.kind === "run" ? (step.input ?? "") : "";
+    };
+
+    // Known absent: created only, because deleting a table makes the transaction slow.
+    const created = await nftInput("table ip filter {\n}\n");
+    expect(created.startsWith("table inet splitroute {\n")).toBe(true);
+    expect(created).not.toContain("delete table");
+    // Present or unknown: replaced in one transaction.
+    for (const ruleset of ["table inet splitroute {\n}\n", null, undefined]) {
+      expect((await nftInput(ruleset)).startsWith("table inet splitroute\ndelete table inet splitroute\n")).toBe(true);
+    }
   });
 
   test("foreign table rejected naming it", async () => {
