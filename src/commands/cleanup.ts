@@ -1,6 +1,7 @@
 import { applyAllSteps } from "../apply.js";
 import { AggregateFailure } from "../errors.js";
-import type { FirewallBackend } from "../firewall/backend.js";
+import { readNftRuleset, type FirewallBackend } from "../firewall/backend.js";
+import { hasNftTable } from "../firewall/nftables.js";
 import { iptablesTools } from "../firewall/iptables.js";
 import { planRemoval } from "../plan/down.js";
 import type { State } from "../state.js";
@@ -28,7 +29,14 @@ export async function cleanup(context: Context): Promise<void> {
     let steps = 0;
     for (const backend of await installedBackends(system, base.backend)) {
       const state = { ...base, backend };
-      const plan = planRemoval(state, await observeForDown(system, state));
+      const observed = await observeForDown(system, state);
+      if (backend === "nftables") {
+        const ruleset = await readNftRuleset(system);
+        // Without a readable ruleset the removal runs anyway: its script
+        // creates the table before deleting it, so it succeeds either way.
+        observed.nftTableExists = ruleset === null ? undefined : hasNftTable(ruleset);
+      }
+      const plan = planRemoval(state, observed);
       plan.warnings.forEach((warning) => log.warn(warning));
       steps += plan.steps.length;
       failures.push(...(await applyAllSteps(system, plan.steps, log)));

@@ -21,6 +21,11 @@ export interface DownObserved {
   natChains: Partial<Record<Family, string[]>>;
   /** Current values of the sysctls that the state records as changed by us. */
   sysctls: Record<string, string | undefined>;
+  /**
+   * Whether our nft table exists. Only cleanup reads it, to skip the
+   * removal where nothing is there; down removes the table it recorded.
+   */
+  nftTableExists?: boolean;
 }
 
 export interface DownPlan {
@@ -71,7 +76,9 @@ export function planRemoval(state: State, observed: DownObserved): DownPlan {
     }
   }
 
-  steps.push(...planFirewallRemove(state.backend, families(state, observed), observed.iptables));
+  if (state.backend !== "nftables" || observed.nftTableExists !== false) {
+    steps.push(...planFirewallRemove(state.backend, families(state, observed), observed.iptables));
+  }
   steps.push(...planNftCleanup("mangle", state.createdMangle ?? [], observed.mangleChains, observed.iptables));
   steps.push(...planNftCleanup("nat", state.createdNat ?? [], observed.natChains, observed.iptables));
 

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
 
+import { cleanup } from "../../src/commands/cleanup.js";
 import { down } from "../../src/commands/down.js";
 import { renderStatus, status } from "../../src/commands/status.js";
 import { up } from "../../src/commands/up.js";
@@ -660,3 +661,24 @@ function seededRandom(seed: number): () => number {
     return ((value ^ (value >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+describe("cleanup", () => {
+  test("clean host runs nothing", async () => {
+    const system = vpnHost();
+    await cleanup(testContext(system, testConfig("nftables")));
+    expect(changingCommands(system)).toEqual([]);
+  });
+
+  test("leftover table removed without state", async () => {
+    const system = vpnHost();
+    const context = testContext(system, testConfig("nftables"));
+    const before = system.render();
+    await up(context, "tun0");
+    await context.store.remove();
+    system.commands.length = 0;
+
+    await cleanup(testContext(system, testConfig("nftables"), new MemoryStateStore()));
+    expect(changingCommands(system)).toContain("nft -f -");
+    expect(system.render()).toBe(before);
+  });
+});
