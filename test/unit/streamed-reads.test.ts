@@ -6,6 +6,7 @@ import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 
 import { readRouteProtocols, readTable } from "../../src/observe.js";
+import { PROTOCOLS_ONLY, readFamily } from "../../src/observe-family.js";
 import { readRouteEntries } from "../../src/snapshot/read.js";
 import { countLines, renderStep } from "../../src/plan/step.js";
 import { formatArgv } from "../../src/errors.js";
@@ -162,5 +163,72 @@ describe("logged step input", () => {
     expect(countLines("")).toBe(0);
     expect(countLines("a")).toBe(1);
     expect(countLines("a\nb")).toBe(2);
+  });
+});
+
+describe("family reads in one batch", () => {
+  const main = [{ type: "unicast", dst: "default", gateway: "192.0.2.1", dev: "eth0", protocol: "boot", scope: "global", flags: [] }];
+  const ours = [{ type: "unicast", dst: "default", gateway: "192.0.2.1", dev: "eth0", protocol: "83", scope: "global", flags: [] }];
+  const rules = [
+    { priority: 0, src: "all", table: "255", protocol: "2" },
+    { priority: 1000, src: "all", fwmark: "0x2", fwmask: "0x2", table: "2", protocol: "0" },
+  ];
+
+  /** A System that prints the three arrays for a batch, or fails it, and answers single reads. */
+  function familyHost(batchExitCode: number): System & { commands: string[] } {
+    const single: Record<string, unknown> = {
+      "ip -4 -d -N -j route show table main": main,
+      "ip -4 -N -j route show table 2": ours,
+      "ip -4 -N -j rule show": rules.map(({ protocol: _protocol, ...rule }) => rule),
+    };
+    const host = printing({ exitCode: 0, stdout: "", stderr: "" });
+    const commands: string[] = [];
+    const answer = (argv: readonly string[]): CommandResult => {
+      const line = argv.join(" ");
+      commands.push(line);
+      if (line.endsWith("-batch -")) {
+        return batchExitCode === 0
+          ? { exitCode: 0, stdout: `${JSON.stringify(main)}\n${JSON.stringify(ours)}\n${JSON.stringify(rules)}\n`, stderr: "" }
+          : { exitCode: batchExitCode, stdout: "[", stderr: "Error: ipv4: FIB table does not exist.\nDump terminated\nCommand failed -:2\n" };
+      }
+      return { exitCode: 0, stdout: `${JSON.stringify(single[line] ?? [])}\n`, stderr: "" };
+    };
+    return {
+      ...host,
+      commands,
+      run: async (argv) => answer(argv),
+      stream: async (argv, onData) => {
+        const result = answer(argv);
+        onData(result.stdout);
+        return { ...result, stdout: "" };
+      },
+    };
+  }
+
+  test("one process per family", async () => {
+    const system = familyHost(0);
+    const reads = await readFamily(system, 4, "main", 2, PROTOCOLS_ONLY);
+    expect(system.commands).toEqual(["ip -4 -d -N -j -batch -"]);
+    expect(reads.main.map((route) => route.dst)).toEqual(["0.0.0.0/0"]);
+    expect(reads.table).toEqual([{ protocol: "83" }]);
+    // -d adds each rule's protocol, which the rule matching does not expect.
+    expect(reads.rules).toEqual([
+      { priority: 0, src: "all", table: "255" },
+      { priority: 1000, src: "all", fwmark: "0x2", fwmask: "0x2", table: "2" },
+    ]);
+  });
+
+  test("failed batch reads one by one", async () => {
+    const system = familyHost(1);
+    const reads = await readFamily(system, 4, "main", 2, PROTOCOLS_ONLY);
+    expect(system.commands).toEqual([
+      "ip -4 -d -N -j -batch -",
+      "ip -4 -d -N -j route show table main",
+      "ip -4 -N -j route show table 2",
+      "ip -4 -N -j rule show",
+    ]);
+    expect(reads.main).toHaveLength(1);
+    expect(reads.table).toEqual([{ protocol: "83" }]);
+    expect(reads.rules).toHaveLength(2);
   });
 });
