@@ -38,12 +38,12 @@ export function renderStep(step: Step, formatArgv: (argv: readonly string[]) => 
   if (lines <= maxInputLines) {
     return `${command} <<'EOF'\n${input}\nEOF`;
   }
-  const shown = LOGGED_HEAD_LINES;
+  const headLines = LOGGED_HEAD_LINES;
   let end = -1;
-  for (let line = 0; line < shown; line += 1) {
+  for (let line = 0; line < headLines; line += 1) {
     end = input.indexOf("\n", end + 1);
   }
-  return `${command} <<'EOF'\n${input.slice(0, end)}\n# ... ${lines - shown} more lines (--verbose logs them all)\nEOF`;
+  return `${command} <<'EOF'\n${input.slice(0, end)}\n# ... ${lines - headLines} more lines (--verbose logs them all)\nEOF`;
 }
 
 /** Lines of an input shown when it is cut short. */
