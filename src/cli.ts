@@ -18,6 +18,7 @@ import { acquireLock } from "./lock.js";
 import { createLogger, logOptions, type Logger } from "./log.js";
 import { namespaceStateStore } from "./state.js";
 import { HostSystem } from "./system/host.js";
+import { VERSION } from "./version.js";
 
 const USAGE = `usage: splitroute COMMAND [options] [DEVICE] [ignored OpenVPN arguments...]
 
@@ -47,6 +48,7 @@ Options:
   --openvpn FILE      check: also check this OpenVPN client configuration (repeatable)
   --log-format FMT    text (default) or json; also $SPLITROUTE_LOG_FORMAT
   --verbose           log reads and probes too
+  --version           print splitroute's version
   -h, --help          show this help
 `;
 
@@ -66,10 +68,15 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
         "log-format": { type: "string" },
         verbose: { type: "boolean" },
         help: { type: "boolean", short: "h" },
+        version: { type: "boolean" },
       },
     });
     if (values.help) {
       process.stdout.write(USAGE);
+      return 0;
+    }
+    if (values.version) {
+      process.stdout.write(`splitroute ${VERSION}\n`);
       return 0;
     }
     const options = logOptions({ logFormat: values["log-format"], verbose: values.verbose }, env);
@@ -143,7 +150,7 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
         return report.drift.length === 0 ? 0 : 1;
       }
       default:
-        process.stderr.write(command === undefined ? USAGE : `splitroute: unknown command ${JSON.stringify(command)}\n${USAGE}`);
+        process.stderr.write(`splitroute: ${command === undefined ? "missing command" : `unknown command ${JSON.stringify(command)}`}\n${USAGE}`);
         return 2;
     }
   } catch (error) {
@@ -181,7 +188,7 @@ function configForRecord(path: string | undefined, env: NodeJS.ProcessEnv, log: 
   try {
     return loadConfig(path, env);
   } catch (error) {
-    log.warn(`${(error as Error).message}\ncontinuing with the record of what was installed`);
+    log.warn(`${(error as Error).message}\ncontinuing with the built-in defaults; the record of what was installed, where there is one, still applies`);
     return { ...structuredClone(DEFAULTS), source: "built-in defaults" };
   }
 }

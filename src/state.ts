@@ -1,6 +1,6 @@
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { statSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 
 import type { Bypass } from "./config/types.js";
 import type { FirewallBackend } from "./firewall/backend.js";
@@ -82,14 +82,37 @@ export class FileStateStore implements StateStore {
 
   // Written to a temporary name and renamed, so a crash never leaves half a file.
   async write(state: State): Promise<void> {
-    await mkdir(join(this.path, ".."), { recursive: true, mode: 0o755 });
+    await mkdir(dirname(this.path), { recursive: true, mode: 0o755 });
+    await this.removeStaleTemporaries();
     const temporary = `${this.path}.${process.pid}.tmp`;
     await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
     await rename(temporary, this.path);
   }
 
   async remove(): Promise<void> {
+    await this.removeStaleTemporaries();
     await rm(this.path, { force: true });
+  }
+
+  /**
+   * Deletes temporary files that a run killed between write and rename left
+   * beside the record. Writers hold the namespace's lock, so no other run is
+   * writing one now.
+   */
+  private async removeStaleTemporaries(): Promise<void> {
+    const prefix = `${basename(this.path)}.`;
+    let names: string[];
+    try {
+      names = await readdir(dirname(this.path));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+        return;
+      }
+      throw error;
+    }
+    for (const name of names.filter((entry) => entry.startsWith(prefix) && /^\d+\.tmp$/.test(entry.slice(prefix.length)))) {
+      await rm(join(dirname(this.path), name), { force: true });
+    }
   }
 }
 

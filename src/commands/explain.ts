@@ -4,6 +4,7 @@ import { describeBypass, hex } from "../firewall/marking.js";
 import type { Bypass } from "../config/types.js";
 import type { Family } from "../snapshot/route.js";
 import type { Context } from "./context.js";
+import { interfaceExists } from "../observe.js";
 
 /** A flow as the administrator writes it: `tcp 203.0.113.5:51000 -> 192.0.2.10:22 in eth0`. */
 export interface Flow {
@@ -19,7 +20,7 @@ const ENDPOINT = /^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d{1,5})$/;
 
 /** Parses the words after `explain`; throws a ConfigError naming what is wrong. */
 export function parseFlow(words: readonly string[]): Flow {
-  const usage = "write the flow as: tcp|udp SOURCE:PORT -> DESTINATION:PORT [in IFACE] (or 'to' for '->'), with IPv6 addresses in brackets";
+  const usage = "write the flow as: tcp|udp SOURCE:PORT to DESTINATION:PORT [in IFACE] (or '->' in quotes for 'to'), with IPv6 addresses in brackets";
   const [protocol, source, arrow, destination, keyword, inbound, ...rest] = words;
   if ((protocol !== "tcp" && protocol !== "udp") || (arrow !== "->" && arrow !== "to") || source === undefined || destination === undefined || rest.length > 0) {
     throw new ConfigError(`invalid flow ${JSON.stringify(words.join(" "))}; ${usage}`);
@@ -51,6 +52,9 @@ function parseEndpoint(text: string, usage: string): { address: string; port: nu
  */
 export async function explain(context: Context, flow: Flow): Promise<string> {
   const { system, store, config } = context;
+  if (flow.inbound !== undefined && !(await interfaceExists(system, flow.inbound))) {
+    throw new ConfigError(`interface ${flow.inbound} does not exist in this network namespace; name the interface the flow arrives on (see ip link)`);
+  }
   const state = await store.read();
   const mark = state?.mark ?? config.mark;
   const tunnels = state?.tunnels ?? [];

@@ -1,4 +1,5 @@
 import { FAMILIES, hasIpv6, readIptables, readUplinkSysctls, usesLegacyTables } from "../observe.js";
+import { CommandError, ConfigError } from "../errors.js";
 import type { FirewallBackend } from "../firewall/backend.js";
 import { PROTOCOLS_ONLY, readFamily, readFamilyForDown, WHOLE_ROUTES, type TableDetail } from "../observe-family.js";
 import type { IptablesTable } from "../firewall/iptables.js";
@@ -64,7 +65,9 @@ async function observeWithTable<Current extends Pick<Route, "protocol">>(
   const table: UpObserved<Current>["table"] = { 4: [], 6: [] };
   const rules: UpObserved<Current>["rules"] = { 4: [], 6: [] };
   for (const family of families) {
-    const reads = await readFamily(system, family, config.snapshot.table, config.table.id, detail);
+    const reads = await readFamily(system, family, config.snapshot.table, config.table.id, detail).catch((error: unknown) => {
+      throw unknownTableName(error, config) ?? error;
+    });
     main[family] = reads.main;
     table[family] = reads.table;
     rules[family] = reads.rules;
@@ -137,4 +140,19 @@ export async function observeForDown(system: System, state: State): Promise<Down
   }
   const iptables = await readIptablesFamilies(system, state.backend, families);
   return { families, tableSize, rules, iptables, mangleChains, natChains, sysctls };
+}
+
+/**
+ * Turns ip's "table id value is invalid" for the snapshot source into a
+ * configuration error naming the key: validation accepts any table name,
+ * and only ip knows which names /etc/iproute2 declares.
+ */
+function unknownTableName(error: unknown, config: Config): ConfigError | undefined {
+  if (!(error instanceof CommandError) || !/table id value is invalid/.test(error.message)) {
+    return undefined;
+  }
+  return new ConfigError(
+    `invalid configuration in ${config.source}: snapshot.table = ${config.snapshot.table} is not a table name that ip knows; ` +
+      `declare it in /etc/iproute2/rt_tables.d/ (as in: echo "ID ${config.snapshot.table}" > /etc/iproute2/rt_tables.d/${config.snapshot.table}.conf) or give the table's number`,
+  );
 }

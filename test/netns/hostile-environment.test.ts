@@ -250,6 +250,15 @@ describe.skipIf(!isRoot)(`hostile hook environment (${SKIP_REASON})`, () => {
     }
   });
 
+  it("unknown snapshot table named", async () => {
+    const config = join(host.dir, "unknown-table.conf");
+    await writeFile(config, "[snapshot]\ntable = nosuchtable\n", { mode: 0o644 });
+    const up = await runHook(host, UP, OPENVPN_ARGS, { dev: "tun0", SPLITROUTE_CONFIG: config });
+    expect(up.exitCode).toBe(2);
+    expect(up.stderr).toContain(`invalid configuration in ${config}: snapshot.table = nosuchtable is not a table name that ip knows`);
+    expect(await host.state()).toBe(before);
+  });
+
   // Shows that the comparison above can fail: the documented variable with
   // a wider configuration does change the installed state.
   it("documented variable does widen", async () => {

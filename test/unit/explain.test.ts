@@ -58,3 +58,14 @@ describe("explain with selectors", () => {
     expect(other).toContain("no [bypass.*] section selects it");
   });
 });
+
+describe("explain input checks", () => {
+  test("unknown inbound interface rejected", async () => {
+    const { explain } = await import("../../src/commands/explain.js");
+    const { testConfig, testContext, vpnHost } = await import("../fake/host.js");
+    const context = testContext(vpnHost(), testConfig("nftables"));
+    await expect(explain(context, parseFlow(["tcp", "203.0.113.5:51000", "to", "192.0.2.10:22", "in", "eth9"]))).rejects.toThrow(
+      "interface eth9 does not exist in this network namespace",
+    );
+  });
+});
