@@ -144,8 +144,8 @@ export async function observeForDown(system: System, state: State): Promise<Down
 
 /**
  * Turns ip's "table id value is invalid" for the snapshot source into a
- * configuration error naming the key: validation accepts any table name,
- * and only ip knows which names /etc/iproute2 declares.
+ * configuration error naming the key. Validation accepts any table name,
+ * because the names are declared in /etc/iproute2, which only ip reads.
  */
 function unknownTableName(error: unknown, config: Config): ConfigError | undefined {
   if (!(error instanceof CommandError) || !/table id value is invalid/.test(error.message)) {
