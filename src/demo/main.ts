@@ -95,8 +95,9 @@ async function runDemo(lab: Lab, report: DemoReport, hooks: Hooks, missingHooks:
   report.explain(`up:   ${hooks.up}`, `down: ${hooks.down}`);
   await lab.startVpnClient({ hooks: { up: openVpnCommand(hooks.up), down: openVpnCommand(hooks.down) } });
   report.explain(
-    "The hooks add policy routing so that replies from the client's own address",
-    "leave through its normal uplink, while everything else still uses the tunnel.",
+    `The hooks add policy routing so that replies to connections that reach port ${SSH_PORT}`,
+    "through the client's uplink leave through that uplink. Everything else, including",
+    "the client's own outbound traffic, still uses the tunnel.",
   );
   await checkInbound(lab, report, true);
   await checkOutbound(lab, report, "vpn");
@@ -156,7 +157,7 @@ function describeSource(source: string, family: AddressFamily): string {
     return "the VPN server, so it went through the tunnel";
   }
   if (source === client) {
-    return "the client itself, so it bypassed the tunnel";
+    return "the client itself, so it did not go through a VPN tunnel";
   }
   return "neither the client nor the VPN server";
 }
