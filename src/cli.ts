@@ -134,10 +134,22 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
         return 0;
       }
       case "check": {
-        // Reading nftables and iptables needs root; other users get a warning that marks were not checked.
-        const { check, renderCheck } = await import("./commands/check.js");
-        const context = makeContext(loadConfig(values.config, env), log, env);
-        const report = await check(context, { openvpn: values.openvpn ?? [], readFirewall: process.getuid?.() === 0 });
+        // Reading nftables and iptables needs root. Other users get warnings
+        // that the marks, and the backend that auto picks, were not checked.
+        const { check, configurationFailureReport, renderCheck } = await import("./commands/check.js");
+        let config: Context["config"];
+        try {
+          config = loadConfig(values.config, env);
+        } catch (error) {
+          if (!values.json || !(error instanceof ConfigError)) {
+            throw error;
+          }
+          // A script that reads --json gets the failure on stdout as well, and stderr still gets the message.
+          log.error(error.message);
+          process.stdout.write(`${JSON.stringify(configurationFailureReport(error), null, 2)}\n`);
+          return 2;
+        }
+        const report = await check(makeContext(config, log, env), { openvpn: values.openvpn ?? [], readFirewall: process.getuid?.() === 0 });
         process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderCheck(report));
         return report.exitCode;
       }

@@ -1,22 +1,24 @@
 import type { Config } from "../config/types.js";
-import { hex } from "../firewall/marking.js";
-import { readRules, readTable } from "../observe.js";
-import { isOurRoute, WG_QUICK_FIRST_TABLE } from "../owner.js";
+import { readTable } from "../observe.js";
+import { isOurRoute } from "../owner.js";
 import { snapshotRoutes } from "../plan/up.js";
-import type { ObservedRule } from "../rule.js";
 import type { Family } from "../snapshot/route.js";
 import type { State } from "../state.js";
 import type { System } from "../system/system.js";
 import { readTableDeclarations, type TableDeclaration } from "./files.js";
 import { error, ok, warning, type Finding } from "./report.js";
 
-// Checks of the routing side: table names, policy rules, the bypass table
-// and the table that up copies. Each only reads.
+// Checks of the routing side: table names, the bypass table and the table
+// that up copies. Each only reads. The policy rules are checked in rules.ts.
 
 const DECLARE_FILE = "/etc/iproute2/rt_tables.d/splitroute.conf";
 
-/** Checks that table.name is declared for table.id, and that snapshot.table is a table that ip can resolve. */
-export async function checkTableNames(system: System, config: Config): Promise<Finding[]> {
+/**
+ * Checks that table.name is declared for table.id, and that snapshot.table is
+ * a table that ip can resolve. `snapshotResolves` is false when it is a name
+ * that no rt_tables file declares, so that ip fails on every read of it.
+ */
+export async function checkTableNames(system: System, config: Config): Promise<{ findings: Finding[]; snapshotResolves: boolean }> {
   const declarations = await readTableDeclarations(system);
   const { id, name } = config.table;
   const findings: Finding[] = [];
@@ -58,7 +60,8 @@ export async function checkTableNames(system: System, config: Config): Promise<F
 
   const source = config.snapshot.table;
   const numeric = /^[0-9]+$/.test(source);
-  if (!numeric && source !== "main" && !declarations.some((declaration) => declaration.name === source)) {
+  const snapshotResolves = numeric || source === "main" || declarations.some((declaration) => declaration.name === source);
+  if (!snapshotResolves) {
     findings.push(
       error(
         "snapshot",
@@ -68,118 +71,11 @@ export async function checkTableNames(system: System, config: Config): Promise<F
       ),
     );
   }
-  return findings;
+  return { findings, snapshotResolves };
 }
 
 function describeDeclarations(declarations: readonly TableDeclaration[]): string {
   return declarations.map((declaration) => `${declaration.name} (${declaration.path})`).join(", ");
-}
-
-/**
- * Finds policy rules of other software that clash with splitroute's rule:
- * one at its priority, one that looks up its table, or one that matches on
- * bits of its mark mask.
- */
-export function checkRules(config: Config, family: Family, rules: readonly ObservedRule[]): Finding[] {
-  const { id, priority } = config.table;
-  const { value, mask } = config.mark;
-  const findings: Finding[] = [];
-  for (const rule of rules) {
-    if (isSplitrouteRule(rule, config)) {
-      continue;
-    }
-    const shown = describeRule(rule);
-    if (rule.priority === priority) {
-      findings.push(
-        warning(
-          "rules",
-          `IPv${family} rule "${shown}" already uses priority ${priority}`,
-          `the kernel tries rules of one priority in the order they were added, so this rule comes before splitroute's and may take marked traffic`,
-          `set table.priority to a free priority below ${priority}, or move that rule`,
-        ),
-      );
-    }
-    if (rule.table === String(id)) {
-      findings.push(
-        error(
-          "rules",
-          `IPv${family} rule "${shown}" already looks up table ${id}`,
-          `splitroute fills table ${id} with its copy of ${config.snapshot.table}, so that rule's traffic would take the bypass routes`,
-          `set table.id to a table that no rule uses`,
-        ),
-      );
-    }
-    if (rule.fwmark === undefined || isWgQuickRule(rule)) {
-      continue;
-    }
-    const ruleMask = Number(rule.fwmask ?? "0xffffffff");
-    const shared = ruleMask & mask;
-    if (shared === 0) {
-      continue;
-    }
-    if ((Number(rule.fwmark) & mask) !== 0) {
-      findings.push(
-        error(
-          "mark",
-          `IPv${family} rule "${shown}" matches mark bits ${hex(Number(rule.fwmark) & mask)} inside splitroute's mask ${hex(mask)}`,
-          `packets that splitroute marks also match that rule, and packets that other software marks match splitroute's rule`,
-          `set mark.value and mark.mask to bits that no other rule or firewall uses`,
-        ),
-      );
-    } else {
-      findings.push(
-        warning(
-          "mark",
-          `IPv${family} rule "${shown}" reads mark bits ${hex(shared)} of splitroute's mask ${hex(mask)}`,
-          `once splitroute sets ${hex(value)}, a connection that rule matched may no longer match it`,
-          `set mark.value and mark.mask to bits that the rule does not read`,
-        ),
-      );
-    }
-  }
-  return findings;
-}
-
-// The rule splitroute installs, at any priority: up may move it below wg-quick's.
-function isSplitrouteRule(rule: ObservedRule, config: Config): boolean {
-  const known = new Set(["priority", "src", "fwmark", "fwmask", "table"]);
-  return (
-    rule.src === "all" &&
-    Number(rule.fwmark) === config.mark.value &&
-    Number(rule.fwmask ?? "0xffffffff") === config.mark.mask &&
-    rule.table === String(config.table.id) &&
-    Object.keys(rule).every((field) => known.has(field))
-  );
-}
-
-// wg-quick matches its own mark 0xca6c exactly, which configuration
-// validation keeps apart from splitroute's bits, and up places splitroute's
-// rule before wg-quick's.
-function isWgQuickRule(rule: ObservedRule): boolean {
-  return Number(rule.table) >= WG_QUICK_FIRST_TABLE || "suppress_prefixlen" in rule;
-}
-
-/** Renders a rule from `ip -j -N rule show` roughly as `ip rule show` prints it. */
-export function describeRule(rule: ObservedRule): string {
-  const words = [`${rule.priority ?? "?"}:`];
-  if ("not" in rule) words.push("not");
-  words.push("from", rule.src === "all" || rule.src === undefined ? "all" : `${String(rule.src)}/${String(rule.srclen ?? "")}`);
-  if (rule.dst !== undefined) words.push("to", `${String(rule.dst)}/${String(rule.dstlen ?? "")}`);
-  if (rule.fwmark !== undefined) words.push("fwmark", rule.fwmask === undefined ? rule.fwmark : `${rule.fwmark}/${rule.fwmask}`);
-  for (const field of ["iif", "oif", "uidrange", "ipproto", "sport", "dport"]) {
-    if (rule[field] !== undefined) words.push(field, String(rule[field]));
-  }
-  words.push("lookup", rule.table ?? "?");
-  return words.join(" ");
-}
-
-/** Reports the rules of `family`, or that they could not be read. */
-export async function checkFamilyRules(system: System, config: Config, family: Family): Promise<Finding[]> {
-  try {
-    return checkRules(config, family, await readRules(system, family));
-  } catch (failure) {
-    return [unreadable("rules", `IPv${family} rules`, failure)];
-  }
 }
 
 /** Finds routes already in the bypass table: another program's, or leftovers of a killed up. */
@@ -227,6 +123,15 @@ export async function checkDefaultRoute(system: System, config: Config, family: 
   try {
     routes = await readTable(system, family, source);
   } catch (failure) {
+    // A name declared in a file that this ip does not read fails here, though checkTableNames found it.
+    if (/table id value is invalid/.test((failure as Error).message)) {
+      return error(
+        "snapshot",
+        `cannot read IPv${family} table ${source}: ip does not know the table name that snapshot.table gives`,
+        `up cannot read the table to copy, and fails`,
+        `set snapshot.table to the table's number, or declare its name in /etc/iproute2/rt_tables.d/`,
+      );
+    }
     return unreadable("snapshot", `IPv${family} table ${source}`, failure);
   }
   const copied = snapshotRoutes(config, [], { 4: family === 4 ? routes : [], 6: family === 6 ? routes : [] })[family];
@@ -251,6 +156,7 @@ export async function checkDefaultRoute(system: System, config: Config, family: 
   );
 }
 
-function unreadable(area: string, what: string, failure: unknown): Finding {
+/** Reports a read of ip that failed, which check takes for missing privileges or a missing ip. */
+export function unreadable(area: string, what: string, failure: unknown): Finding {
   return error(area, `cannot read ${what}: ${(failure as Error).message}`, `check cannot tell whether it blocks the bypass`, `run check as root with ip installed`);
 }

@@ -1,16 +1,19 @@
 import { findEarlyRpFilters } from "../checks.js";
-import { checkBypassTable, checkDefaultRoute, checkFamilyRules, checkTableNames } from "../check/routing.js";
+import { checkBypassTable, checkDefaultRoute, checkTableNames } from "../check/routing.js";
 import { checkIptablesMarks, checkNftMarks, noMarkWrites } from "../check/marks.js";
 import { checkOpenVpnConfig } from "../check/openvpn.js";
 import { error, exitCodeOf, ok, warning, type Finding, type Severity } from "../check/report.js";
+import { checkAllRules } from "../check/rules.js";
+import { checkInterfaces, checkServices } from "../check/selectors.js";
 import { checkFirewalldConf, checkNetworkd } from "../check/services.js";
 import type { Config } from "../config/types.js";
-import { chooseBackend } from "../firewall/backend.js";
+import { chooseBackend, type FirewallBackend } from "../firewall/backend.js";
 import { iptablesTools } from "../firewall/iptables.js";
 import { readTable, readUplinkSysctls } from "../observe.js";
 import { snapshotRoutes, uplinkDevices } from "../plan/up.js";
 import { planSrcValidMark, type UplinkSysctls } from "../rpfilter.js";
 import type { Family } from "../snapshot/route.js";
+import type { State } from "../state.js";
 import type { System } from "../system/system.js";
 import type { Context } from "./context.js";
 import { activeFamilies } from "./observe-state.js";
@@ -30,7 +33,9 @@ export interface CheckOptions {
   openvpn?: readonly string[];
   /**
    * Whether to read nftables and iptables, which needs CAP_NET_ADMIN.
-   * Without it, the mark checks are reported as not done. Default true.
+   * Without it, the mark checks are reported as not done, and so is the
+   * choice that firewall.backend = auto makes, because it runs nft too.
+   * Default true.
    */
   readFirewall?: boolean;
 }
@@ -45,26 +50,32 @@ const MINIMUM_NODE: readonly [number, number] = [18, 19];
  */
 export async function check(context: Context, options: CheckOptions = {}): Promise<CheckReport> {
   const { config, system, store } = context;
+  const readFirewall = options.readFirewall ?? true;
   const findings: Finding[] = [];
   const families = await activeFamilies(system);
-
-  findings.push(...(await checkTools(system, config)), checkNode(process.version));
   const state = await store.read();
+
+  findings.push(...(await checkTools(system, config, readFirewall, state)), checkNode(process.version));
   if (state !== undefined) {
     findings.push(ok("state", `splitroute is already active here for ${state.tunnels.join(", ")}, so its own rule, routes and marking are not reported as conflicts`));
   }
 
-  findings.push(...(await checkTableNames(system, config)));
-  for (const family of families) {
-    findings.push(await checkDefaultRoute(system, config, family));
+  const names = await checkTableNames(system, config);
+  findings.push(...names.findings);
+  // An undeclared snapshot.table has its error already, and every read of it fails the same way.
+  if (names.snapshotResolves) {
+    for (const family of families) {
+      findings.push(await checkDefaultRoute(system, config, family));
+    }
+    findings.push(...(await checkRpFilter(system, config)));
   }
-  findings.push(...(await checkRpFilter(system, config)));
+  findings.push(...(await checkAllRules(system, config, families)));
   for (const family of families) {
-    findings.push(...(await checkFamilyRules(system, config, family)));
     findings.push(...(await checkBypassTable(system, config, family, state)));
   }
+  findings.push(...(await checkServices(system, config)), ...(await checkInterfaces(system, config)));
 
-  const firewall = (options.readFirewall ?? true) ? await checkFirewall(system, config, families, findings) : { findings: [notRead()], earlyRpFilter: false };
+  const firewall = readFirewall ? await checkFirewall(system, config, families, findings) : { findings: [notRead()], earlyRpFilter: false };
   findings.push(...firewall.findings);
   findings.push(...(await checkFirewalldConf(system, firewall.ruleset, firewall.earlyRpFilter)));
   findings.push(...(await checkNetworkd(system)));
@@ -72,6 +83,27 @@ export async function check(context: Context, options: CheckOptions = {}): Promi
     findings.push(...(await checkOpenVpnConfig(system, path)));
   }
 
+  return summarize(findings);
+}
+
+/**
+ * Builds the report for a configuration file that cannot be loaded, so that
+ * `check --json` prints the failure in the shape of every other report.
+ * `failure` is the ConfigError that loadConfig threw.
+ */
+export function configurationFailureReport(failure: Error): CheckReport {
+  const { message } = failure;
+  let fix = "correct each key that the message lists (splitroute.conf(5) describes every key and the values it allows)";
+  if (message.startsWith("cannot read configuration file")) {
+    fix = "name an existing file with --config or SPLITROUTE_CONFIG, and run check as a user that may read it";
+  } else if (message.startsWith("refusing configuration file")) {
+    fix = "make the file owned by root and writable by root only, as the message shows";
+  }
+  const why = "up rejects the same file, and check cannot test the other settings without it";
+  return summarize([error("configuration", message, why, fix)]);
+}
+
+function summarize(findings: Finding[]): CheckReport {
   const counts: Record<Severity, number> = { error: 0, warning: 0, ok: 0 };
   for (const finding of findings) {
     counts[finding.severity]++;
@@ -115,32 +147,62 @@ function notRead(): Finding {
   );
 }
 
-/** Checks for ip and for the tools of the configured firewall backend. */
-async function checkTools(system: System, config: Config): Promise<Finding[]> {
+/**
+ * Checks for ip and for the tools of the firewall backend that up would use.
+ * `canRunNft` is false without root, and then `auto` is resolved only from
+ * the record of an installed bypass: nft fails for other users, so
+ * chooseBackend would pick iptables where root gets nftables.
+ */
+async function checkTools(system: System, config: Config, canRunNft: boolean, state: State | undefined): Promise<Finding[]> {
   const findings: Finding[] = [];
   if (system.hasTool("ip")) {
     findings.push(ok("tools", "ip is installed"));
   } else {
     findings.push(error("tools", "ip is not installed", "splitroute copies the table and adds its rule with ip", "install iproute2 (iproute on Fedora and RHEL)"));
   }
-  let backend;
-  try {
-    backend = await chooseBackend(config.firewall.backend, system);
-  } catch (failure) {
-    findings.push(
-      error(
-        "tools",
-        (failure as Error).message,
-        "splitroute marks the bypassed connections with nftables or iptables",
-        config.firewall.backend === "auto" ? "install nftables (or iptables)" : `install the tools for ${config.firewall.backend}, or set firewall.backend = auto`,
-      ),
-    );
-    return findings;
+
+  const choice = config.firewall.backend;
+  let backend: FirewallBackend;
+  let chosen: string;
+  let because: string | undefined;
+  if (choice === "auto" && !canRunNft && system.hasTool("nft")) {
+    if (state === undefined) {
+      findings.push(
+        warning(
+          "tools",
+          "firewall.backend = auto: which backend up would use cannot be decided without root",
+          "auto picks nftables when nft can list the ruleset, which needs root, and iptables otherwise",
+          "run check as root",
+        ),
+      );
+      return findings;
+    }
+    backend = state.backend;
+    chosen = `firewall.backend = auto: the installed bypass uses ${backend}, as its record shows`;
+    because = "without root, check cannot run nft to choose, so it reports the backend that up chose";
+  } else {
+    try {
+      backend = await chooseBackend(choice, system);
+    } catch (failure) {
+      findings.push(
+        error(
+          "tools",
+          (failure as Error).message,
+          "splitroute marks the bypassed connections with nftables or iptables",
+          choice === "auto" ? "install nftables (or iptables)" : `install the tools for ${choice}, or set firewall.backend = auto`,
+        ),
+      );
+      return findings;
+    }
+    if (backend === "nftables") {
+      chosen = choice === "auto" ? "firewall.backend = auto uses nftables, because nft is installed and works" : "nft is installed for firewall.backend = nftables";
+    } else {
+      chosen = `firewall.backend = ${choice} uses ${backend}`;
+    }
   }
+
   if (backend === "nftables") {
-    findings.push(
-      ok("tools", config.firewall.backend === "auto" ? "firewall.backend = auto uses nftables, because nft is installed and works" : "nft is installed for firewall.backend = nftables"),
-    );
+    findings.push(ok("tools", chosen, because));
     return findings;
   }
   // chooseBackend checks the restore tools, but up and down also read with the save tools.
@@ -148,7 +210,7 @@ async function checkTools(system: System, config: Config): Promise<Finding[]> {
   if (missing.length > 0) {
     findings.push(error("tools", `${missing.join(" and ")} not installed`, `up and down read the mangle and nat tables with them`, `install the ${backend} package that provides them`));
   } else {
-    findings.push(ok("tools", `firewall.backend = ${config.firewall.backend} uses ${backend}, and its tools are installed`));
+    findings.push(ok("tools", `${chosen}, and its tools are installed`, because));
   }
   return findings;
 }

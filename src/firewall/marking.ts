@@ -155,6 +155,13 @@ export function describeBypass(bypass: Bypass): string {
   return parts.join(" ");
 }
 
+/** A reason that a `service` selector cannot work here, with its fix. */
+export interface ServiceSelectorProblem {
+  /** The sections concerned and what is wrong, such as "bypass.torrent.service: cgroup ... not found". */
+  problem: string;
+  fix: string;
+}
+
 /**
  * Returns why a `service` selector cannot work here, one problem per line,
  * or nothing. Both backends resolve the unit's cgroup in the cgroup v2
@@ -162,6 +169,11 @@ export function describeBypass(bypass: Bypass): string {
  * the unit running at `up`.
  */
 export async function checkServiceSelectors(system: System, bypasses: readonly Bypass[]): Promise<string[]> {
+  return (await findServiceSelectorProblems(system, bypasses)).map(({ problem, fix }) => `${problem}; ${fix}`);
+}
+
+/** Finds what checkServiceSelectors reports, with each problem and its fix apart, for `splitroute check`. */
+export async function findServiceSelectorProblems(system: System, bypasses: readonly Bypass[]): Promise<ServiceSelectorProblem[]> {
   const services = bypasses.filter((bypass) => bypass.service !== undefined);
   if (services.length === 0) {
     return [];
@@ -170,18 +182,22 @@ export async function checkServiceSelectors(system: System, bypasses: readonly B
   if (root === undefined) {
     const names = services.map((bypass) => `bypass.${bypass.name}.service`).join(", ");
     return [
-      `${names}: no cgroup v2 hierarchy is mounted in this mount namespace (see /proc/self/mountinfo), so a unit's traffic cannot be selected; ` +
-        "note that `ip netns exec` mounts a fresh /sys without the cgroup file systems, so run splitroute with `nsenter --net=/run/netns/NAME` there",
+      {
+        problem: `${names}: no cgroup v2 hierarchy is mounted in this mount namespace (see /proc/self/mountinfo), so a unit's traffic cannot be selected`,
+        fix:
+          "mount the cgroup v2 hierarchy, or, in a namespace entered with `ip netns exec` (which mounts a fresh /sys without the cgroup file systems), " +
+          "run splitroute with `nsenter --net=/run/netns/NAME` instead",
+      },
     ];
   }
-  const problems: string[] = [];
+  const problems: ServiceSelectorProblem[] = [];
   for (const bypass of services) {
     const path = `${root}/${serviceCgroupPath(bypass.service!)}`;
     if ((await system.readText(`${path}/cgroup.procs`)) === undefined) {
-      problems.push(
-        `bypass.${bypass.name}.service: cgroup ${path} not found; start ${bypass.service} before up, ` +
-          "and run up again after each restart of the unit, because the firewall keeps the cgroup it found at up",
-      );
+      problems.push({
+        problem: `bypass.${bypass.name}.service: cgroup ${path} not found`,
+        fix: `start ${bypass.service} before up, and run up again after each restart of the unit, because the firewall keeps the cgroup it found at up`,
+      });
     }
   }
   return problems;

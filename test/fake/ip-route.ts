@@ -102,12 +102,16 @@ const DSFIELD_NAMES = new Map([
 ]);
 export const MAIN_TABLE = 254;
 
-/** Reads a table given as `main`, `local`, `default` or a number, as ip accepts it. */
-export function readTableId(text: string): number {
+/**
+ * Reads a table given as `main`, `local`, `default` or a number, as ip accepts
+ * it. `label` is the word ip 6.1 puts in its error: `"table"` when adding,
+ * `table id` in `route show`.
+ */
+export function readTableId(text: string, label = '"table"'): number {
   const named = TABLE_NAMES[text];
   const id = named ?? readUint32(text);
   if (id === undefined || id === 0) {
-    throw new ToolFailure(1, `Error: argument "${text}" is wrong: "table" value is invalid\n`);
+    throw new ToolFailure(1, `Error: argument "${text}" is wrong: ${label} value is invalid\n`);
   }
   return id;
 }

@@ -159,7 +159,7 @@ export class FakeIp {
     if (words.length !== 2 || words[0] !== "table" || !options.json) {
       throw new Unsupported(`ip route show "${words.join(" ")}" (only "-j route show table ID" is modelled)`);
     }
-    const routes = this.tables[family].get(readTableId(words[1]!));
+    const routes = this.tables[family].get(readTableId(words[1]!, "table id"));
     if (routes === undefined) {
       throw new ToolFailure(2, `Error: ipv${family}: FIB table does not exist.\nDump terminated\n`);
     }

@@ -2,16 +2,20 @@
 // in a throwaway namespace is found, a clean namespace has no errors, and
 // check leaves the namespace exactly as it was. Needs root.
 
+import { chmod, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { check, type CheckReport } from "../../src/commands/check.js";
+import type { Config } from "../../src/config/types.js";
 import { inNamespace } from "../../src/lab/namespaces.js";
 import { createLogger } from "../../src/log.js";
 import { MemoryStateStore } from "../../src/state.js";
 import { HostSystem } from "../../src/system/host.js";
 import type { CommandResult, System } from "../../src/system/system.js";
 import { testConfig } from "../fake/host.js";
-import { createTestHost, type TestHost } from "./host.js";
+import { createTestHost, REPO, type TestHost } from "./host.js";
 
 const isRoot = process.getuid?.() === 0;
 const SKIP_REASON = "needs root to create network namespaces";
@@ -68,8 +72,8 @@ describe.skipIf(!isRoot)(`check in a namespace (${SKIP_REASON})`, () => {
   let system: NamespaceSystem;
   let original: string;
 
-  const runCheck = (): Promise<CheckReport> =>
-    check({ system, config: testConfig("auto"), store: new MemoryStateStore(), log: createLogger("text", "silent"), lock: async () => async () => {} });
+  const runCheck = (config: Config = testConfig("auto")): Promise<CheckReport> =>
+    check({ system, config, store: new MemoryStateStore(), log: createLogger("text", "silent"), lock: async () => async () => {} });
   const errors = (report: CheckReport) => report.findings.filter((finding) => finding.severity === "error").map((finding) => finding.what);
 
   beforeAll(async () => {
@@ -121,6 +125,75 @@ describe.skipIf(!isRoot)(`check in a namespace (${SKIP_REASON})`, () => {
     await host.run(["nft", "delete", "table", "ip", "mangle"]);
     await host.run(["ip", "route", "flush", "table", "2"]);
     await host.run(["ip", "route", "add", "default", "via", "192.0.2.1"]);
+    expect(await host.state()).toBe(original);
+  });
+
+  it("finds a rule that takes marked traffic", async () => {
+    await host.run(["ip", "route", "add", "default", "dev", "tun0", "table", "100"]);
+    await host.run(["ip", "rule", "add", "priority", "500", "lookup", "100"]);
+    // wg-quick's rules, placed before the configured priority 1000: up would put its rule at 997.
+    await host.run(["ip", "rule", "add", "priority", "998", "lookup", "main", "suppress_prefixlength", "0"]);
+    await host.run(["ip", "rule", "add", "priority", "999", "not", "fwmark", "0xca6c", "lookup", "51820"]);
+    // The kernel agrees that marked traffic takes table 100.
+    expect(await host.run(["ip", "-4", "route", "get", "203.0.113.1", "mark", "0x2"])).toContain("dev tun0 table 100");
+
+    const report = await runCheck();
+    const before = report.findings.filter((finding) => finding.what.includes("comes before splitroute's rule"));
+    expect(before.map((finding) => [finding.severity, finding.what])).toEqual([
+      ["error", 'IPv4 rule "500: from all lookup 100" comes before splitroute\'s rule at priority 997 and matches the packets that splitroute marks'],
+    ]);
+    expect(report.exitCode).toBe(2);
+
+    for (const priority of ["500", "998", "999"]) {
+      await host.run(["ip", "rule", "del", "priority", priority]);
+    }
+    await host.run(["ip", "route", "flush", "table", "100"]);
+    expect(await host.state()).toBe(original);
+  });
+
+  it("finds selector and table name problems", async () => {
+    const config = testConfig("auto", {
+      snapshot: { exclude: ["tun*"], table: "nosuchtable" },
+      bypass: [
+        { name: "lan", interface: "nosuchif0" },
+        { name: "uplink", interface: "eth0" },
+        { name: "unit", service: "splitroute-check-absent.service" },
+      ],
+    });
+    const report = await runCheck(config);
+    const found = errors(report);
+    expect(found).toContain("snapshot.table nosuchtable is not declared in rt_tables or rt_tables.d");
+    // Without cgroup v2 in this mount namespace, or with it and no such unit, up would fail.
+    expect(found.filter((what) => what.startsWith("bypass.unit.service: "))).toHaveLength(1);
+    expect(found).toHaveLength(2);
+    const interfaces = report.findings.filter((finding) => finding.area === "interface");
+    expect(interfaces.map((finding) => [finding.severity, finding.what])).toEqual([
+      ["warning", "bypass.lan.interface nosuchif0 does not exist in this network namespace"],
+      ["ok", "bypass.uplink.interface eth0 exists"],
+    ]);
+    expect(await host.state()).toBe(original);
+  });
+
+  it("does not guess the backend without root", async () => {
+    // A folder that user nobody may read, with an empty state folder and a configuration.
+    await chmod(host.dir, 0o755);
+    const configPath = join(host.dir, "check.conf");
+    await writeFile(configPath, "[firewall]\nbackend = auto\n", { mode: 0o644 });
+    const result = await execa(
+      "ip",
+      ["netns", "exec", host.host, "/usr/sbin/runuser", "-u", "nobody", "--", process.execPath, join(REPO, "dist", "cli.js"), "check", "--json", "--config", configPath],
+      { reject: false, env: { SPLITROUTE_STATE_DIR: join(host.dir, "state") }, extendEnv: false },
+    );
+    const report = JSON.parse(String(result.stdout)) as CheckReport;
+    const tools = report.findings.filter((finding) => finding.area === "tools" && finding.what.startsWith("firewall.backend"));
+    if (new HostSystem().hasTool("nft")) {
+      expect(tools.map((finding) => [finding.severity, finding.what, finding.fix])).toEqual([
+        ["warning", "firewall.backend = auto: which backend up would use cannot be decided without root", "run check as root"],
+      ]);
+    } else {
+      // Without nft, auto picks iptables for root and for other users alike.
+      expect(tools.map((finding) => finding.what)).toEqual(["firewall.backend = auto uses iptables, and its tools are installed"]);
+    }
     expect(await host.state()).toBe(original);
   });
 });

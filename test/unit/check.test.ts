@@ -1,10 +1,16 @@
-import { describe, expect, test } from "vitest";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, test, vi } from "vitest";
 
+import { main } from "../../src/cli.js";
 import { check, checkNode, renderCheck, type CheckReport } from "../../src/commands/check.js";
 import { parseIptablesMarkWrite, parseNftMarkWrite } from "../../src/check/marks.js";
 import { parseOpenVpnConfig } from "../../src/check/openvpn.js";
 import { exitCodeOf } from "../../src/check/report.js";
-import type { BackendChoice, Config } from "../../src/config/types.js";
+import { describeRule, takesMarkedPackets } from "../../src/check/rules.js";
+import type { BackendChoice, Bypass, Config } from "../../src/config/types.js";
+import type { ObservedRule } from "../../src/rule.js";
 import { MemoryStateStore } from "../../src/state.js";
 import { up } from "../../src/commands/up.js";
 import { testConfig, testContext, vpnHost } from "../fake/host.js";
@@ -23,6 +29,15 @@ function declaredHost(options: ConstructorParameters<typeof FakeSystem>[0] = {})
 
 async function runCheck(system: FakeSystem, options: Parameters<typeof check>[1] = {}, config: Config = testConfig("nftables")): Promise<CheckReport> {
   return check(testContext(system, config), options);
+}
+
+/**
+ * Adds rules as `ip -j -N rule show` prints them, in the kernel's order. The
+ * fake's `ip rule add` models lookup rules only, without `not`.
+ */
+function addRules(system: FakeSystem, family: 4 | 6, rules: readonly ObservedRule[]): void {
+  system.ip.rules[family].push(...(rules as typeof system.ip.rules[4]));
+  system.ip.rules[family].sort((a, b) => Number(a.priority) - Number(b.priority));
 }
 
 /** Returns the findings of one severity whose text contains `text`. */
@@ -85,6 +100,30 @@ describe("check tools", () => {
     expect(matching(report, "error", "iptables-save and ip6tables-save not installed")).toHaveLength(1);
   });
 
+  test("auto without root is undecided", async () => {
+    const system = declaredHost();
+    const report = await runCheck(system, { readFirewall: false }, testConfig("auto"));
+    const [finding] = matching(report, "warning", "firewall.backend = auto: which backend up would use cannot be decided without root");
+    expect(finding?.fix).toBe("run check as root");
+    expect(report.findings.filter((entry) => entry.area === "tools" && /uses (nftables|iptables)/.test(entry.what))).toEqual([]);
+    expect(system.commands.filter((argv) => argv[0] === "nft")).toEqual([]);
+  });
+
+  test("auto without root reads the record", async () => {
+    const system = declaredHost();
+    const store = new MemoryStateStore();
+    await up(testContext(system, testConfig("iptables-legacy"), store), "tun0");
+    const report = await check(testContext(system, testConfig("auto"), store), { readFirewall: false });
+    const [finding] = matching(report, "ok", "firewall.backend = auto: the installed bypass uses iptables-legacy, as its record shows, and its tools are installed");
+    expect(finding?.why).toContain("without root");
+  });
+
+  test("auto without root or nft", async () => {
+    const tools = ["ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save"];
+    const report = await runCheck(declaredHost({ tools }), { readFirewall: false }, testConfig("auto"));
+    expect(matching(report, "ok", "firewall.backend = auto uses iptables, and its tools are installed")).toHaveLength(1);
+  });
+
   test("node version below 18.19", () => {
     expect(checkNode("v18.18.2").severity).toBe("error");
     expect(checkNode("v18.19.0").severity).toBe("ok");
@@ -137,6 +176,21 @@ describe("check table names", () => {
   test("undeclared snapshot table name", async () => {
     const report = await runCheck(declaredHost(), {}, testConfig("nftables", { snapshot: { exclude: ["tun*"], table: "uplink" } }));
     expect(matching(report, "error", "snapshot.table uplink is not declared")).toHaveLength(1);
+    // Reading the table fails for the same reason, so it gives no second error.
+    expect(report.findings.filter((finding) => finding.severity === "error")).toHaveLength(1);
+    expect(report.findings.filter((finding) => finding.fix?.includes("run check as root"))).toEqual([]);
+  });
+
+  test("snapshot name unknown to ip", async () => {
+    const system = declaredHost();
+    system.files.set(`${RT_TABLES_D}/uplink.conf`, "100 uplink\n");
+    const report = await runCheck(system, {}, testConfig("nftables", { snapshot: { exclude: ["tun*"], table: "uplink" } }));
+    const errors = report.findings.filter((finding) => finding.severity === "error");
+    expect(errors.map((finding) => finding.what)).toEqual([
+      "cannot read IPv4 table uplink: ip does not know the table name that snapshot.table gives",
+      "cannot read IPv6 table uplink: ip does not know the table name that snapshot.table gives",
+    ]);
+    expect(errors[0]?.fix).toContain("declare its name in /etc/iproute2/rt_tables.d/");
   });
 });
 
@@ -199,6 +253,184 @@ describe("check rules and tables", () => {
     const report = await runCheck(system);
     expect(matching(report, "error", "IPv4 table main has no default route that up would copy")).toHaveLength(1);
     expect(matching(report, "ok", "IPv6 table main has no default route")).toHaveLength(1);
+  });
+});
+
+describe("check rules before ours", () => {
+  // What `ip -j -N rule show` prints for wg-quick's two rules.
+  const wgQuick = (priority: number): ObservedRule[] => [
+    { priority: priority - 1, src: "all", table: "254", suppress_prefixlen: 0 },
+    { priority, not: null, src: "all", fwmark: "0xca6c", table: "51820" },
+  ];
+  const beforeOurs = (report: CheckReport) => report.findings.filter((finding) => finding.what.includes("comes before splitroute's rule"));
+
+  test("catch-all rule is an error", async () => {
+    const system = declaredHost();
+    system.setUp(["ip", "-4", "rule", "add", "priority", "500", "lookup", "100"]);
+    system.addRoutes(4, 100, ["default dev tun0"]);
+    const report = await runCheck(system);
+    const [finding, ...rest] = beforeOurs(report);
+    expect(rest).toEqual([]);
+    expect(finding?.severity).toBe("error");
+    expect(finding?.what).toBe('IPv4 rule "500: from all lookup 100" comes before splitroute\'s rule at priority 1000 and matches the packets that splitroute marks');
+    expect(finding?.why).toContain("take the routes of table 100");
+    expect(finding?.fix).toBe(
+      "give that rule a priority above 1000 (delete it and add it again), so that splitroute's rule comes first, or set table.priority to a free priority below 500",
+    );
+    expect(report.exitCode).toBe(2);
+  });
+
+  test("wg-quick rules before ours pass", async () => {
+    const system = declaredHost();
+    for (const family of [4, 6] as const) {
+      addRules(system, family, wgQuick(999));
+    }
+    const report = await runCheck(system);
+    // up would put its rule at 997, before both.
+    expect(report.findings.filter((finding) => finding.area === "rules" && finding.severity !== "ok")).toEqual([]);
+    expect(report.exitCode).toBe(0);
+  });
+
+  test("catch-all between moved rule and configured", async () => {
+    const system = declaredHost();
+    addRules(system, 4, [...wgQuick(900), { priority: 950, src: "all", table: "100" }]);
+    const report = await runCheck(system);
+    // up would put its rule at 898, so the rule at 950 comes after it.
+    expect(beforeOurs(report)).toEqual([]);
+  });
+
+  test("catch-all before moved rule", async () => {
+    const system = declaredHost();
+    addRules(system, 6, [{ priority: 500, src: "all", action: "7" }, ...wgQuick(900)]);
+    const report = await runCheck(system);
+    expect(beforeOurs(report).map((finding) => finding.what)).toEqual([
+      'IPv6 rule "500: from all unreachable" comes before splitroute\'s rule at priority 898 and matches the packets that splitroute marks',
+    ]);
+  });
+
+  test("no priority below wg-quick", async () => {
+    const system = declaredHost();
+    addRules(system, 4, wgQuick(2));
+    const report = await runCheck(system);
+    const [finding] = matching(report, "error", "wg-quick's policy rules sit at priority 1, leaving no priority below them");
+    expect(finding?.fix).toBe("remove rules at priorities below 1000 or set table.priority lower");
+  });
+
+  test("catch-all at our priority", async () => {
+    const system = declaredHost();
+    system.setUp(["ip", "-4", "rule", "add", "priority", "1000", "lookup", "100"]);
+    const report = await runCheck(system);
+    expect(beforeOurs(report)).toHaveLength(1);
+    expect(matching(report, "warning", "already uses priority 1000")).toEqual([]);
+  });
+
+  test("catch-all after installed rule", async () => {
+    const system = declaredHost();
+    const store = new MemoryStateStore();
+    await up(testContext(system, testConfig("nftables"), store), "tun0");
+    // The kernel adds it after splitroute's rule of the same priority.
+    system.setUp(["ip", "-4", "rule", "add", "priority", "1000", "lookup", "100"]);
+    const report = await check(testContext(system, testConfig("nftables"), store));
+    expect(beforeOurs(report)).toEqual([]);
+    expect(matching(report, "warning", 'IPv4 rule "1000: from all lookup 100" already uses priority 1000')).toHaveLength(1);
+  });
+
+  test("catch-all after ours passes", async () => {
+    const system = declaredHost();
+    system.setUp(["ip", "-4", "rule", "add", "priority", "1500", "lookup", "100"]);
+    expect(beforeOurs(await runCheck(system))).toEqual([]);
+  });
+
+  const config = testConfig("nftables");
+  const rule = (fields: Omit<ObservedRule, "priority" | "src">): ObservedRule => ({ priority: 500, src: "all", ...fields });
+
+  test.each([
+    ["lookup", rule({ table: "100" })],
+    ["lookup main", rule({ table: "254" })],
+    ["unreachable", rule({ action: "7" })],
+    ["blackhole", rule({ action: "6" })],
+    ["goto past ours", rule({ goto: 2000 })],
+    ["not other mark", rule({ not: null, fwmark: "0xca6c", table: "100" })],
+    ["our mark", rule({ fwmark: "0x2", fwmask: "0x2", table: "100" })],
+    ["no other mark bits", rule({ fwmark: "0", fwmask: "0xff00", table: "100" })],
+    ["with realms and protocol", rule({ table: "100", flow_to: "3", protocol: "4" })],
+  ])("takes marked packets: %s", (_name, observed) => {
+    expect(takesMarkedPackets(observed, config, 1000)).toBe(true);
+  });
+
+  test.each([
+    ["wg-quick suppress", rule({ table: "254", suppress_prefixlen: 0 })],
+    ["suppress_ifgroup", rule({ table: "100", suppress_ifgroup: "3" })],
+    ["local table", rule({ table: "255" })],
+    ["other mark", rule({ fwmark: "0x4", fwmask: "0x4", table: "100" })],
+    ["mark with other bits", rule({ fwmark: "0x6", fwmask: "0x6", table: "100" })],
+    ["not our mark", rule({ not: null, fwmark: "0x2", fwmask: "0x2", table: "100" })],
+    ["not without selector", rule({ not: null, table: "100" })],
+    ["source", { priority: 500, src: "192.0.2.0", srclen: 24, table: "100" }],
+    ["iif", rule({ iif: "eth0", table: "100" })],
+    ["uidrange", rule({ uid_start: 100, uid_end: 200, table: "100" })],
+    ["dport", rule({ ipproto: "ipproto-6", dport: 22, table: "100" })],
+    ["l3mdev", rule({ l3mdev: null })],
+    ["nop", rule({ nop: null })],
+    ["goto before ours", rule({ goto: 800 })],
+    ["unresolved goto", rule({ goto: 2000, unresolved: null })],
+  ])("lets marked packets pass: %s", (_name, observed) => {
+    expect(takesMarkedPackets(observed, config, 1000)).toBe(false);
+  });
+
+  test("rules shown with their action", () => {
+    expect(describeRule({ priority: 500, src: "all", action: "8" })).toBe("500: from all prohibit");
+    expect(describeRule({ priority: 501, src: "all", goto: 600, unresolved: null })).toBe("501: from all goto 600");
+    expect(describeRule({ priority: 502, src: "all", table: "254", suppress_prefixlen: 0 })).toBe("502: from all lookup 254 suppress_prefixlength 0");
+    expect(describeRule({ priority: 503, not: null, src: "all", fwmark: "0xca6c", table: "51820" })).toBe("503: not from all fwmark 0xca6c lookup 51820");
+    expect(describeRule({ priority: 504, src: "all", uid_start: 100, uid_end: 200, table: "100" })).toBe("504: from all uidrange 100-200 lookup 100");
+  });
+});
+
+describe("check selectors", () => {
+  const UNIFIED_MOUNTINFO = "30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate\n";
+  const withBypass = (...bypass: Bypass[]) => testConfig("nftables", { bypass });
+
+  test("stopped service unit is an error", async () => {
+    const system = declaredHost();
+    system.files.set("/proc/self/mountinfo", UNIFIED_MOUNTINFO);
+    const report = await runCheck(system, {}, withBypass({ name: "torrent", service: "transmission-daemon.service" }));
+    const findings = report.findings.filter((finding) => finding.area === "service");
+    expect(findings.map((finding) => [finding.severity, finding.what])).toEqual([
+      ["error", "bypass.torrent.service: cgroup /sys/fs/cgroup/system.slice/transmission-daemon.service not found"],
+    ]);
+    expect(findings[0]?.fix).toMatch(/^start transmission-daemon\.service before up/);
+    expect(report.exitCode).toBe(2);
+  });
+
+  test("no cgroup2 mount is an error", async () => {
+    const system = declaredHost();
+    system.files.set("/proc/self/mountinfo", "");
+    const report = await runCheck(system, {}, withBypass({ name: "torrent", service: "transmission-daemon.service" }));
+    const [finding] = matching(report, "error", "bypass.torrent.service: no cgroup v2 hierarchy is mounted");
+    expect(finding?.fix).toContain("nsenter --net=/run/netns/NAME");
+  });
+
+  test("running service unit is ok", async () => {
+    const system = declaredHost();
+    system.files.set("/proc/self/mountinfo", UNIFIED_MOUNTINFO);
+    system.files.set("/sys/fs/cgroup/system.slice/cron.service/cgroup.procs", "321\n");
+    const report = await runCheck(system, {}, withBypass({ name: "cron", service: "cron.service" }));
+    expect(matching(report, "ok", "the cgroup of cron.service exists")).toHaveLength(1);
+    expect(report.exitCode).toBe(0);
+  });
+
+  test("missing interface is a warning", async () => {
+    const report = await runCheck(declaredHost(), {}, withBypass({ name: "lan", interface: "nosuchif0" }));
+    const [finding] = matching(report, "warning", "bypass.lan.interface nosuchif0 does not exist in this network namespace");
+    expect(finding?.why).toContain("matches the interface by name");
+    expect(report.exitCode).toBe(1);
+  });
+
+  test("existing interface is ok", async () => {
+    const report = await runCheck(declaredHost(), {}, withBypass({ name: "lan", interface: "eth0" }));
+    expect(matching(report, "ok", "bypass.lan.interface eth0 exists")).toHaveLength(1);
+    expect(report.exitCode).toBe(0);
   });
 });
 
@@ -404,5 +636,68 @@ describe("check report", () => {
   test("report is plain JSON", async () => {
     const report = await runCheck(declaredHost());
     expect(JSON.parse(JSON.stringify(report))).toEqual(report);
+  });
+});
+
+describe("check --json with a broken configuration", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  /** Runs the command line with stdout and stderr captured. */
+  async function runMain(args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    let stdout = "";
+    let stderr = "";
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+      stdout += String(chunk);
+      return true;
+    });
+    vi.spyOn(process.stderr, "write").mockImplementation((chunk) => {
+      stderr += String(chunk);
+      return true;
+    });
+    const exitCode = await main(args, {});
+    vi.restoreAllMocks();
+    return { exitCode, stdout, stderr };
+  }
+
+  test("invalid file gives a JSON report", async () => {
+    const folder = await mkdtemp(join(tmpdir(), "splitroute-check-"));
+    try {
+      const path = join(folder, "splitroute.conf");
+      await writeFile(path, "[table]\nid = 254\n", { mode: 0o644 });
+      const { exitCode, stdout, stderr } = await runMain(["check", "--json", "--config", path]);
+      expect(exitCode).toBe(2);
+      const report = JSON.parse(stdout) as CheckReport;
+      expect(report.exitCode).toBe(2);
+      expect(report.counts).toEqual({ error: 1, warning: 0, ok: 0 });
+      const [finding] = report.findings;
+      expect(finding?.severity).toBe("error");
+      expect(finding?.area).toBe("configuration");
+      expect(finding?.what).toContain(`invalid configuration in ${path}:`);
+      expect(finding?.what).toContain('table.id: invalid value "254"');
+      expect(finding?.fix).toContain("splitroute.conf(5)");
+      expect(stderr).toContain('table.id: invalid value "254"');
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
+  });
+
+  test("missing file gives a JSON report", async () => {
+    const path = join(tmpdir(), "splitroute-check-missing", "splitroute.conf");
+    const { exitCode, stdout, stderr } = await runMain(["check", "--json", "--config", path]);
+    expect(exitCode).toBe(2);
+    const [finding] = (JSON.parse(stdout) as CheckReport).findings;
+    expect(finding?.what).toMatch(new RegExp(`^cannot read configuration file ${path}: ENOENT`));
+    expect(finding?.fix).toContain("name an existing file");
+    expect(stderr).toContain(`cannot read configuration file ${path}`);
+  });
+
+  test("without --json stdout stays empty", async () => {
+    const path = join(tmpdir(), "splitroute-check-missing", "splitroute.conf");
+    const { exitCode, stdout, stderr } = await runMain(["check", "--config", path]);
+    expect(exitCode).toBe(2);
+    expect(stdout).toBe("");
+    expect(stderr).toContain("cannot read configuration file");
   });
 });
