@@ -1,5 +1,6 @@
 import { readNftRuleset } from "./firewall/backend.js";
 import { hex } from "./firewall/marking.js";
+import { readRules } from "./observe.js";
 import type { Family } from "./snapshot/route.js";
 import type { State } from "./state.js";
 import type { System } from "./system/system.js";
@@ -12,12 +13,29 @@ import type { System } from "./system/system.js";
 // sends nothing; any address the copy's default route covers would do.
 const PROBE_DESTINATIONS: Record<Family, string> = { 4: "203.0.113.1", 6: "2001:db8::1" };
 
+/** The reason marked traffic misses our table, for callers that act on it. */
+export type MarkedRouteCause = "lookup failed" | "earlier rule" | "missing route";
+
+export interface MarkedRouteProblem {
+  family: Family;
+  cause: MarkedRouteCause;
+  /** The problem in words, with the fix. */
+  message: string;
+}
+
 /**
  * Asks the kernel (`ip route get ... mark`) which table routes marked
- * traffic. Another table means a rule before ours takes it.
+ * traffic. Another table means either a rule before ours takes it, or our
+ * table has no route for the destination and the lookup falls through to a
+ * rule after ours.
  */
 export async function checkMarkedRoute(system: System, state: State): Promise<string[]> {
-  const problems: string[] = [];
+  return (await findMarkedRouteProblems(system, state)).map((problem) => problem.message);
+}
+
+/** Does what checkMarkedRoute does, and returns each problem with its cause. */
+export async function findMarkedRouteProblems(system: System, state: State): Promise<MarkedRouteProblem[]> {
+  const problems: MarkedRouteProblem[] = [];
   for (const family of state.families) {
     if (!state.hasDefaultRoute?.[family]) {
       continue;
@@ -26,19 +44,53 @@ export async function checkMarkedRoute(system: System, state: State): Promise<st
     const argv = ["ip", `-${family}`, "-N", "-j", "route", "get", destination, "mark", hex(state.mark.value)];
     const result = await system.run(argv);
     if (result.exitCode !== 0) {
-      problems.push(`IPv${family} marked traffic to ${destination} finds no route (${result.stderr.trim()}); check ip -${family} rule show`);
+      problems.push({
+        family,
+        cause: "lookup failed",
+        message: `IPv${family} marked traffic to ${destination} finds no route (${result.stderr.trim()}); check ip -${family} rule show`,
+      });
       continue;
     }
     const [route] = JSON.parse(result.stdout || "[]") as Array<{ table?: string; dev?: string }>;
     const table = route?.table ?? "254";
-    if (table !== String(state.table.id)) {
-      problems.push(
-        `IPv${family} marked traffic to ${destination} is routed by table ${table} via ${route?.dev ?? "nothing"}, not by table ${state.table.id}: ` +
-          `a rule before priority ${state.priority} takes it (see ip -${family} rule show); move that rule after ${state.priority} or set table.priority lower`,
-      );
+    if (table === String(state.table.id)) {
+      continue;
+    }
+    const routed = `IPv${family} marked traffic to ${destination} is routed by table ${table} via ${route?.dev ?? "nothing"}, not by table ${state.table.id}`;
+    const laterRule = await findLaterRule(system, family, table, state.priority);
+    if (laterRule === undefined) {
+      problems.push({
+        family,
+        cause: "earlier rule",
+        message:
+          `${routed}: a rule before priority ${state.priority} takes it (see ip -${family} rule show); ` +
+          `move that rule after ${state.priority} or set table.priority lower`,
+      });
+    } else {
+      problems.push({
+        family,
+        cause: "missing route",
+        message:
+          `${routed}, because table ${state.table.id} has no route to ${destination} and the lookup falls through to the rule at priority ${laterRule}; ` +
+          `run splitroute refresh to copy the routes into table ${state.table.id} again, or splitroute up --dev ${state.tunnels[0]} again`,
+      });
     }
   }
   return problems;
+}
+
+/**
+ * Returns the priority of the first rule after `priority` that looks up
+ * `table`, or undefined when a rule before it does (so that rule may be the
+ * one that took the traffic) or no rule names the table.
+ */
+async function findLaterRule(system: System, family: Family, table: string, priority: number): Promise<number | undefined> {
+  const lookups = (await readRules(system, family)).filter((rule) => rule.table === table && rule.priority !== undefined);
+  if (lookups.some((rule) => rule.priority! < priority)) {
+    return undefined;
+  }
+  const later = lookups.map((rule) => rule.priority!).filter((rulePriority) => rulePriority > priority);
+  return later.length === 0 ? undefined : Math.min(...later);
 }
 
 // nft's names for hook priorities, from nft(8).

@@ -79,7 +79,7 @@ function identityFromConfig(context: Context): State {
  * is only read when the kernel already has it, because reading it with
  * iptables-legacy-save would create it.
  */
-async function installedBackends(system: System, recorded: FirewallBackend): Promise<FirewallBackend[]> {
+export async function installedBackends(system: System, recorded: FirewallBackend): Promise<FirewallBackend[]> {
   const found: FirewallBackend[] = [recorded];
   if (system.hasTool("nft")) {
     found.push("nftables");

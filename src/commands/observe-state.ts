@@ -20,7 +20,8 @@ export async function activeFamilies(system: System): Promise<Family[]> {
   return (await hasIpv6(system)) ? [...FAMILIES] : [4];
 }
 
-async function readIptablesFamilies(system: System, backend: FirewallBackend, families: readonly Family[]): Promise<IptablesByFamily> {
+/** Reads our iptables chains and jumps of each family; none with nftables. */
+export async function readIptablesFamilies(system: System, backend: FirewallBackend, families: readonly Family[]): Promise<IptablesByFamily> {
   const observed: IptablesByFamily = {};
   if (backend !== "nftables") {
     const legacyTables = await usesLegacyTables(system, backend);

@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parse } from "ini";
 
 import { ConfigError } from "../errors.js";
@@ -8,11 +9,14 @@ import { DEFAULTS, validateConfig } from "./validate.js";
 /**
  * Loads the configuration from `--config`, then SPLITROUTE_CONFIG, then the
  * default path. Only a missing default file falls back to built-in defaults:
- * a file named explicitly must exist.
+ * a file named explicitly must exist. A relative path is resolved against
+ * the working directory, so that messages and the record name the file
+ * wherever they are read.
  */
 export function loadConfig(explicitPath: string | undefined, env: NodeJS.ProcessEnv): Config {
   const named = explicitPath ?? (env.SPLITROUTE_CONFIG || undefined);
-  const path = named ?? DEFAULT_CONFIG_PATH;
+  // resolve("") would name the working directory, so an empty --config stays empty.
+  const path = named === "" ? named : resolve(named ?? DEFAULT_CONFIG_PATH);
 
   let text: string;
   try {

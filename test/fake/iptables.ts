@@ -158,10 +158,7 @@ export class FakeIptables {
     }
     const table = this.table(base, name);
     if (verb === "list") {
-      const userChains = [...table.keys()].filter((existing) => !BUILTIN_CHAINS[name].includes(existing)).sort();
-      const chains = [...BUILTIN_CHAINS[name].filter((builtin) => baseChains.has(builtin)), ...userChains];
-      // NOTE: real nft also prints each chain's type, hook and rules.
-      return succeed(`table ${family} ${name} {\n${chains.map((listed) => `\tchain ${listed} {\n\t}\n`).join("")}}\n`);
+      return succeed(this.renderNftTable(base, name));
     }
     if (isChain) {
       if (!baseChains.has(chain!)) {
@@ -175,6 +172,21 @@ export class FakeIptables {
     this.nftTables.delete(key);
     this.tables.get(base)!.set(name, emptyTable(name));
     return succeed();
+  }
+
+  /** Renders every iptables-nft table as `nft list ruleset` shows it after nft's own tables. */
+  renderNftRuleset(): string {
+    return [...this.nftTables.keys()].map((key) => this.renderNftTable(key.split(" ")[0]!, key.split(" ")[1] as TableName)).join("");
+  }
+
+  // NOTE: real nft also prints each chain's type, hook and rules.
+  private renderNftTable(base: string, name: TableName): string {
+    const table = this.table(base, name);
+    const baseChains = this.nftTables.get(`${base} ${name}`)!;
+    const userChains = [...table.keys()].filter((existing) => !BUILTIN_CHAINS[name].includes(existing)).sort();
+    const chains = [...BUILTIN_CHAINS[name].filter((builtin) => baseChains.has(builtin)), ...userChains];
+    const family = base.startsWith("ip6") ? "ip6" : "ip";
+    return `table ${family} ${name} {\n${chains.map((listed) => `\tchain ${listed} {\n\t}\n`).join("")}}\n`;
   }
 
   /** Returns the text of /proc/net/ip_tables_names or ip6_tables_names, or undefined for other paths. */

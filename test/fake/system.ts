@@ -68,6 +68,26 @@ export class FakeSystem implements System {
   }
 
   /**
+   * Deletes an interface with its sysctls and, as the kernel does, every
+   * route through it. NOTE: a multipath route that has one of its next hops
+   * through it is kept whole.
+   */
+  removeInterface(name: string): void {
+    if (!this.interfaces.includes(name)) {
+      throw new Error(`FakeSystem has no interface ${name}`);
+    }
+    this.interfaces.splice(this.interfaces.indexOf(name), 1);
+    for (const sysctl of INTERFACE_SYSCTLS) {
+      this.sysctls.delete(`net.ipv4.conf.${name.replaceAll(".", "/")}.${sysctl}`);
+    }
+    for (const family of [4, 6] as const) {
+      for (const [table, routes] of this.ip.tables[family]) {
+        this.ip.tables[family].set(table, routes.filter((route) => route.dev !== name));
+      }
+    }
+  }
+
+  /**
    * Makes every later command that `predicate` selects fail with exit code 1
    * and `message` on stderr, changing nothing. A selected sysctl write throws.
    */
@@ -187,6 +207,11 @@ export class FakeSystem implements System {
     try {
       if (tool === "ip") {
         return this.ip.run(args, input);
+      }
+      if (tool === "nft" && args.join(" ") === "list ruleset") {
+        // iptables-nft keeps its tables in nftables, so the ruleset shows them too.
+        const own = this.nft.run(args, input);
+        return { ...own, stdout: own.stdout + this.iptables.renderNftRuleset() };
       }
       if (tool === "nft") {
         return this.iptables.runNft(args) ?? this.nft.run(args, input);

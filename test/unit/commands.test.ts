@@ -529,13 +529,19 @@ describe.each(BACKENDS)("up and down with %s", (backend) => {
   test("status follows live state", async () => {
     const system = vpnHost();
     const context = testContext(system, testConfig(backend));
-    expect(await status(context)).toEqual({ installed: false, stateFile: "(memory)", drift: [] });
+    expect(await status(context)).toEqual({ installed: false, stateFile: "(memory)", leftovers: [], drift: [] });
 
     await up(context, "tun0");
     const report = await status(context);
     expect(report.installed).toBe(true);
     expect(report.drift).toEqual([]);
-    expect(report.live).toEqual({ rule: { ipv4: true, ipv6: true }, tableRoutes: { ipv4: 4, ipv6: 3 }, firewall: true });
+    expect(report.live).toEqual({
+      rule: { ipv4: true, ipv6: true },
+      tableRoutes: { ipv4: 4, ipv6: 3 },
+      tunnels: { tun0: true },
+      copyChanges: { ipv4: 0, ipv6: 0 },
+      firewall: true,
+    });
     expect(renderStatus(report)).toContain("live:      matches the record");
 
     system.setUp(["ip", "-4", "-batch", "-"], "rule del fwmark 0x2/0x2 lookup 2 priority 1000\n");

@@ -1,6 +1,6 @@
 import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 
 import { parse } from "ini";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
@@ -214,6 +214,15 @@ describe("loadConfig", () => {
     const config = loadConfig(path, {});
     expect(config.source).toBe(path);
     expect(config.table.id).toBe(100);
+  });
+
+  test("relative path made absolute", () => {
+    const path = writeConfig("[table]\nid = 9\n");
+    const config = loadConfig(relative(process.cwd(), path), {});
+    expect(config.source).toBe(path);
+    expect(() => loadConfig(relative(process.cwd(), join(directory, "missing.conf")), {})).toThrow(
+      `cannot read configuration file ${join(directory, "missing.conf")}:`,
+    );
   });
 
   test("environment variable names file", () => {
