@@ -64,7 +64,7 @@ export async function findMarkedRouteProblems(system: System, state: State): Pro
         cause: "earlier rule",
         message:
           `${routed}: a rule before priority ${state.priority} takes it (see ip -${family} rule show); ` +
-          `move that rule after ${state.priority} or set table.priority lower`,
+          `give that rule a priority above ${state.priority}, or set table.priority below that rule's priority and run splitroute up again`,
       });
     } else {
       problems.push({

@@ -41,6 +41,23 @@ export interface State {
   configSource: string;
 }
 
+/**
+ * A state file that cannot be read as a record: edited by hand or damaged,
+ * since writes replace it whole. cleanup goes on without it.
+ */
+export class StateFileError extends Error {
+  override name = "StateFileError";
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(
+      `state file ${path} is unusable: ${reason}; run splitroute cleanup, which removes splitroute's objects without a record ` +
+        `(while a tunnel is up, run splitroute up --dev TUNNEL after it)`,
+    );
+  }
+}
+
 /** Reads and writes the state file of the current network namespace. */
 export interface StateStore {
   read(): Promise<State | undefined>;
@@ -73,7 +90,15 @@ export class FileStateStore implements StateStore {
       }
       throw error;
     }
-    const state = JSON.parse(text) as State;
+    let state: State;
+    try {
+      state = JSON.parse(text) as State;
+    } catch (error) {
+      throw new StateFileError(this.path, `invalid JSON (${(error as Error).message})`);
+    }
+    if (typeof state !== "object" || state === null || !Array.isArray(state.tunnels) || typeof state.table?.id !== "number") {
+      throw new StateFileError(this.path, "not a splitroute record");
+    }
     if (state.version !== 1) {
       throw new Error(`state file ${this.path} has version ${String(state.version)}; this splitroute reads version 1`);
     }

@@ -21,6 +21,7 @@ export function renderStatus(report: StatusReport): string {
     // Drift messages contain semicolons, so each gets a line of its own.
     ...(report.drift.length === 0 ? ["live:      matches the record"] : report.drift.map((difference) => `drift:     ${difference}`)),
     ...(report.unchecked ?? []).map((part) => `unchecked: ${part}`),
+    ...(report.notes ?? []).map((note) => `note:      ${note}`),
     ...(report.repair === undefined ? [] : [`repair:    ${report.repair}`]),
   ];
   return `${lines.join("\n")}\n`;

@@ -4,7 +4,7 @@ import { hasOutputSelections, hex } from "../firewall/marking.js";
 import { interfaceExists } from "../observe.js";
 import { readFamily, readFamilyForDown, WHOLE_ROUTES } from "../observe-family.js";
 import { IPT_CHAIN_POSTROUTING, isOurRoute, NFT_TABLE } from "../owner.js";
-import { planRouteChanges } from "../plan/refresh.js";
+import { countRouteChanges } from "../plan/refresh.js";
 import { snapshotRoutes } from "../plan/up.js";
 import { hasRule, type ObservedRule } from "../rule.js";
 import type { Family, Route } from "../snapshot/route.js";
@@ -49,6 +49,8 @@ export interface StatusReport {
   leftovers?: string[];
   /** Parts not compared with the live system, and why. */
   unchecked?: string[];
+  /** Differences that are expected and need no repair, in words. */
+  notes?: string[];
   /** The firewall objects the backend owns, in words. */
   firewall?: string;
   /** Differences between the record and the live system, in words. */
@@ -86,7 +88,9 @@ async function statusWithoutRecord(context: Context, readFirewall: boolean): Pro
     report.drift.push(
       `splitroute's objects exist without a record in ${store.path} (found by table ${config.table.id} and mark ${hex(config.mark.value)}/${hex(config.mark.mask)} from ${config.source})`,
     );
-    report.repair = "run splitroute cleanup, which removes them without a record";
+    // cleanup removes the marking too, which cuts inbound sessions while a
+    // tunnel is still up; up for that tunnel takes the objects over instead.
+    report.repair = "while a tunnel is up, run splitroute up --dev TUNNEL, which takes them over and writes a new record; otherwise run splitroute cleanup, which removes them";
   }
   return report;
 }
@@ -107,6 +111,7 @@ interface Repairs {
 interface Findings {
   drift: string[];
   unchecked: string[];
+  notes: string[];
   repairs: Repairs;
 }
 
@@ -114,7 +119,7 @@ type Live = NonNullable<StatusReport["live"]>;
 
 async function statusOfRecord(context: Context, state: State, readFirewall: boolean): Promise<StatusReport> {
   const { store, system } = context;
-  const findings: Findings = { drift: [], unchecked: [], repairs: { rebuild: false, refresh: false, goneTunnels: [], manual: [] } };
+  const findings: Findings = { drift: [], unchecked: [], notes: [], repairs: { rebuild: false, refresh: false, goneTunnels: [], manual: [] } };
   const live: Live = { rule: {}, tableRoutes: {}, tunnels: {} };
   const families = await activeFamilies(system);
 
@@ -130,7 +135,7 @@ async function statusOfRecord(context: Context, state: State, readFirewall: bool
     await checkMarkedTraffic(system, state, findings);
   }
 
-  const { drift, unchecked, repairs } = findings;
+  const { drift, unchecked, notes, repairs } = findings;
   return {
     installed: true,
     stateFile: store.path,
@@ -138,6 +143,7 @@ async function statusOfRecord(context: Context, state: State, readFirewall: bool
     firewall: firewallObjects(state),
     live,
     ...(unchecked.length > 0 ? { unchecked } : {}),
+    ...(notes.length > 0 ? { notes } : {}),
     drift,
     ...(drift.length > 0 ? { repair: describeRepair(state, context.config, repairs) } : {}),
   };
@@ -173,7 +179,12 @@ async function compareRouting(context: Context, state: State, families: readonly
   for (const family of state.families) {
     const hasOurRule = hasRule(observed.rules[family], rule);
     const size = observed.tableSize[family];
-    const changes = desired === undefined ? undefined : planRouteChanges(observed.copy!.table[family], desired[family], state.table.id).length;
+    const counts = desired === undefined ? undefined : countRouteChanges(observed.copy!.table[family], desired[family], state.table.id);
+    const changes = counts === undefined ? undefined : counts.changed + counts.removed + counts.added;
+    // Routes new in main are mostly the VPN's own, added after up (OpenVPN
+    // adds its server's route through the uplink after running up), so
+    // they are noted; changed or vanished routes send replies wrong.
+    const stale = counts === undefined ? 0 : counts.changed + counts.removed;
     live.rule[`ipv${family}`] = hasOurRule;
     live.tableRoutes[`ipv${family}`] = size;
     if (live.copyChanges !== undefined && changes !== undefined) {
@@ -193,9 +204,16 @@ async function compareRouting(context: Context, state: State, families: readonly
       } else {
         repairs.rebuild = true;
       }
-    } else if (changes !== undefined && changes > 0) {
-      drift.push(`the IPv${family} copy differs from ${config.snapshot.table} in ${changes} route(s); run splitroute refresh`);
+    } else if (stale > 0) {
+      drift.push(
+        `the IPv${family} copy differs from ${config.snapshot.table}: ${counts!.changed} route(s) changed and ${counts!.removed} gone there since it was copied; run splitroute refresh`,
+      );
       repairs.refresh = true;
+    }
+    if (counts !== undefined && counts.added > 0) {
+      findings.notes.push(
+        `${config.snapshot.table} has ${counts.added} IPv${family} route(s) that the copy lacks, such as routes the VPN added after up; splitroute refresh copies them if replies need them`,
+      );
     }
   }
 }
@@ -262,7 +280,7 @@ async function checkMarkedTraffic(system: System, state: State, findings: Findin
 
 function manualFix(state: State, problem: MarkedRouteProblem): string {
   if (problem.cause === "earlier rule") {
-    return `move the rule before priority ${state.priority} that takes marked traffic after it, or set table.priority lower and run splitroute up again`;
+    return `give the rule that takes marked traffic a priority above ${state.priority}, or set table.priority below that rule's priority and run splitroute up again`;
   }
   return `find why marked traffic finds no route with ip -${problem.family} rule show and ip -${problem.family} route show table ${state.table.id}`;
 }
@@ -275,7 +293,7 @@ function describeRepair(state: State, config: Config, repairs: Repairs): string 
   const commands = repairs.goneTunnels.map((tunnel) => `splitroute down --dev ${tunnel}`);
   const remaining = state.tunnels.filter((tunnel) => !repairs.goneTunnels.includes(tunnel));
   if (remaining.length > 0 && repairs.rebuild) {
-    commands.push(`${remaining.map((tunnel) => `splitroute up --dev ${tunnel}`).join(" and ")} again, which rebuilds what is missing`);
+    commands.push(`${remaining.map((tunnel) => `splitroute up --dev ${tunnel}`).join(" and ")} again, which installs the bypass again`);
   } else if (remaining.length > 0 && repairs.refresh) {
     commands.push(`splitroute refresh, which copies ${config.snapshot.table} into ${state.table.name} (${state.table.id}) again`);
   }

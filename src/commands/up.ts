@@ -128,7 +128,7 @@ async function usablePrevious(context: Context, backend: FirewallBackend): Promi
   // Either way the bypass no longer works, so it is rebuilt from scratch.
   const rule = { tableId: previous.table.id, priority: previous.priority, mark: previous.mark };
   if (!hasRule(await readRules(system, 4), rule)) {
-    log.warn(`state file ${store.path} names tunnels ${previous.tunnels.join(", ")}, but their rule is gone; starting afresh`);
+    log.warn(`state file ${store.path} names tunnels ${previous.tunnels.join(", ")}, but its IPv4 rule is gone; starting afresh`);
     // The sysctls stay in the record: planRemoval puts back only values
     // that still equal what splitroute set.
     await removeAll(context, previous);

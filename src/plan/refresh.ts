@@ -29,16 +29,32 @@ function ours(route: Route): Route {
 
 /** Plans the batch lines that turn `current` (our routes in the table) into `desired`. */
 export function planRouteChanges(current: readonly Route[], desired: readonly Route[], table: number): string[] {
+  const { additions, removals } = diffRoutes(current, desired, table);
+  return [
+    ...additions.map((route) => ["route", "replace", ...routeAddArgs(ours(route), table).slice(2)].join(" ")),
+    ...removals.map((route) => ["route", "del", ...routeAddArgs(ours(route), table).slice(2)].join(" ")),
+  ];
+}
+
+/**
+ * Counts what planRouteChanges would do, by kind: routes of `current` that
+ * change (same destination and metric, other path or fields) or go, and
+ * routes new in `desired`.
+ */
+export function countRouteChanges(current: readonly Route[], desired: readonly Route[], table: number): { changed: number; removed: number; added: number } {
+  const { additions, removals } = diffRoutes(current, desired, table);
+  const currentKeys = new Set(current.map(replaceKey));
+  const changed = additions.filter((route) => currentKeys.has(replaceKey(route))).length;
+  return { changed, removed: removals.length, added: additions.length - changed };
+}
+
+function diffRoutes(current: readonly Route[], desired: readonly Route[], table: number): { additions: Route[]; removals: Route[] } {
   const currentLines = new Set(current.map((route) => routeAddArgs(ours(route), table).join(" ")));
   const additions = desired.filter((route) => !currentLines.has(routeAddArgs(ours(route), table).join(" ")));
   const replaced = new Set(additions.map(replaceKey));
   const desiredKeys = new Set(desired.map(routeKey));
   const removals = current.filter((route) => !desiredKeys.has(routeKey(route)) && !replaced.has(replaceKey(route)));
-
-  return [
-    ...additions.map((route) => ["route", "replace", ...routeAddArgs(ours(route), table).slice(2)].join(" ")),
-    ...removals.map((route) => ["route", "del", ...routeAddArgs(ours(route), table).slice(2)].join(" ")),
-  ];
+  return { additions, removals };
 }
 
 /** Plans `refresh`: the copy follows main again, and new uplinks get src_valid_mark where needed. */

@@ -77,7 +77,7 @@ describe.skipIf(!isRoot)(`status (${SKIP_REASON})`, () => {
       "iptables-legacy": 'leftover:  iptables-legacy mangle table: chain(s) SPLITROUTE-OUT, SPLITROUTE-PRE and 2 jump(s) tagged "splitroute"',
     }[backend];
     expect(text.stdout).toContain(`${firewall}\n`);
-    expect(repairLine(text.stdout)).toBe("repair:    run splitroute cleanup, which removes them without a record");
+    expect(repairLine(text.stdout)).toBe("repair:    while a tunnel is up, run splitroute up --dev TUNNEL, which takes them over and writes a new record; otherwise run splitroute cleanup, which removes them");
 
     const json = JSON.parse((await status(["--json"])).stdout);
     expect(json).toMatchObject({ installed: false, drift: [expect.stringContaining("without a record")] });
@@ -101,6 +101,17 @@ describe.skipIf(!isRoot)(`status (${SKIP_REASON})`, () => {
     expect(clean.stdout).toBe("splitroute: not active in this network namespace");
     expect(clean.exitCode).toBe(0);
     expect((await statusAsNobody()).exitCode).toBe(0);
+  });
+
+  it("up takes leftovers over", async () => {
+    expect((await host.splitroute(["up", "--dev", "tun0"])).exitCode).toBe(0);
+    const { stateFile } = JSON.parse((await status(["--json"])).stdout);
+    await rm(stateFile);
+    expect((await status()).exitCode).toBe(1);
+
+    // The repair line's first choice while the tunnel is up: no moment without the bypass.
+    expect((await host.splitroute(["up", "--dev", "tun0"])).exitCode).toBe(0);
+    await expectRepaired("after up took the leftovers over");
   });
 
   it("up again repairs each breakage", async () => {
@@ -169,7 +180,7 @@ describe.skipIf(!isRoot)(`status (${SKIP_REASON})`, () => {
     try {
       const stale = await status();
       expect(stale.exitCode, stale.stdout).toBe(1);
-      expect(stale.stdout).toContain("drift:     the IPv4 copy differs from main in 1 route(s); run splitroute refresh\n");
+      expect(stale.stdout).toContain("drift:     the IPv4 copy differs from main: 1 route(s) changed and 0 gone there since it was copied; run splitroute refresh\n");
       expect(repairLine(stale.stdout)).toBe("repair:    run splitroute refresh, which copies main into redirect (2) again");
       expect(JSON.parse((await status(["--json"])).stdout).live.copyChanges).toEqual({ ipv4: 1, ipv6: 0 });
 

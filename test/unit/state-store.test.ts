@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 
-import { FileStateStore, type State } from "../../src/state.js";
+import { FileStateStore, StateFileError, type State } from "../../src/state.js";
 
 const STATE: State = {
   version: 1,
@@ -49,5 +49,53 @@ describe("FileStateStore", () => {
     await writeFile(join(dir, "netns-1.json.9505.tmp"), "{");
     await store.remove();
     expect(await readdir(dir)).toEqual(["netns-2.json.9504.tmp"]);
+  });
+});
+
+describe("unusable state file", () => {
+  let dir: string;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "splitroute-state-"));
+  });
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("broken JSON names file and fix", async () => {
+    const path = join(dir, "netns-1.json");
+    await writeFile(path, "{broken");
+    await expect(new FileStateStore(path).read()).rejects.toThrow(
+      new RegExp(`^state file ${path} is unusable: invalid JSON .*; run splitroute cleanup`),
+    );
+  });
+
+  test("empty file rejected", async () => {
+    const path = join(dir, "netns-1.json");
+    await writeFile(path, "");
+    await expect(new FileStateStore(path).read()).rejects.toBeInstanceOf(StateFileError);
+  });
+
+  test("other JSON rejected", async () => {
+    const path = join(dir, "netns-1.json");
+    await writeFile(path, "[]");
+    await expect(new FileStateStore(path).read()).rejects.toThrow("not a splitroute record");
+  });
+
+  test("cleanup goes on without it", async () => {
+    const { cleanup } = await import("../../src/commands/cleanup.js");
+    const { testConfig, testContext, vpnHost } = await import("../fake/host.js");
+    const { up } = await import("../../src/commands/up.js");
+    const system = vpnHost();
+    const before = system.render();
+    const path = join(dir, "netns-1.json");
+    const store = new FileStateStore(path);
+    await up({ ...testContext(system, testConfig("nftables")), store }, "tun0");
+    await writeFile(path, "{broken");
+
+    await cleanup({ ...testContext(system, testConfig("nftables")), store });
+    expect(system.render()).toBe(before);
+    expect(await readdir(dir)).toEqual([]);
   });
 });

@@ -43,7 +43,7 @@ describe.each(["nftables", "iptables-nft", "iptables-legacy"] as const)("status 
     expect(report.drift).toEqual([
       "splitroute's objects exist without a record in (memory) (found by table 2 and mark 0x2/0x2 from /etc/splitroute/test.conf)",
     ]);
-    expect(report.repair).toBe("run splitroute cleanup, which removes them without a record");
+    expect(report.repair).toBe("while a tunnel is up, run splitroute up --dev TUNNEL, which takes them over and writes a new record; otherwise run splitroute cleanup, which removes them");
     expect(report.unchecked).toBeUndefined();
   });
 
@@ -82,7 +82,7 @@ describe("status without record", () => {
       "leftover:  3 IPv6 route(s) with protocol 83 in table 2",
       "leftover:  nftables table inet splitroute",
       "drift:     splitroute's objects exist without a record in (memory) (found by table 2 and mark 0x2/0x2 from /etc/splitroute/test.conf)",
-      "repair:    run splitroute cleanup, which removes them without a record",
+      "repair:    while a tunnel is up, run splitroute up --dev TUNNEL, which takes them over and writes a new record; otherwise run splitroute cleanup, which removes them",
       "",
     ]);
   });
@@ -176,10 +176,10 @@ describe("marked route messages", () => {
     const problems = await checkMarkedRoute(system, (await context.store.read())!);
     expect(problems).toEqual([
       "IPv4 marked traffic to 203.0.113.1 is routed by table 254 via eth0, not by table 2: a rule before priority 1000 takes it (see ip -4 rule show); " +
-        "move that rule after 1000 or set table.priority lower",
+        "give that rule a priority above 1000, or set table.priority below that rule's priority and run splitroute up again",
     ]);
     const report = await status(context);
-    expect(report.repair).toBe("move the rule before priority 1000 that takes marked traffic after it, or set table.priority lower and run splitroute up again");
+    expect(report.repair).toBe("give the rule that takes marked traffic a priority above 1000, or set table.priority below that rule's priority and run splitroute up again");
   });
 });
 
@@ -192,8 +192,8 @@ describe("status repair line", () => {
 
     const report = await status(context);
     expect(report.drift).toEqual(["the IPv4 rule at priority 1000 is missing"]);
-    expect(report.repair).toBe("run splitroute up --dev tun0 again, which rebuilds what is missing");
-    expect(renderStatus(report).split("\n").at(-2)).toBe("repair:    run splitroute up --dev tun0 again, which rebuilds what is missing");
+    expect(report.repair).toBe("run splitroute up --dev tun0 again, which installs the bypass again");
+    expect(renderStatus(report).split("\n").at(-2)).toBe("repair:    run splitroute up --dev tun0 again, which installs the bypass again");
 
     await up(context, "tun0");
     expect((await status(context)).drift).toEqual([]);
@@ -207,7 +207,7 @@ describe("status repair line", () => {
 
     const report = await status(context);
     expect(report.drift).toEqual(["the nftables marking is missing"]);
-    expect(report.repair).toBe("run splitroute up --dev tun0 again, which rebuilds what is missing");
+    expect(report.repair).toBe("run splitroute up --dev tun0 again, which installs the bypass again");
 
     await up(context, "tun0");
     expect((await status(context)).drift).toEqual([]);
@@ -233,7 +233,7 @@ describe("status repair line", () => {
     deleteRule(system);
 
     // up without the rule starts afresh with its own tunnel only.
-    expect((await status(context)).repair).toBe("run splitroute up --dev tun0 and splitroute up --dev tun1 again, which rebuilds what is missing");
+    expect((await status(context)).repair).toBe("run splitroute up --dev tun0 and splitroute up --dev tun1 again, which installs the bypass again");
   });
 
   test("no line without drift", async () => {
@@ -247,15 +247,32 @@ describe("status repair line", () => {
 });
 
 describe("status of the copy", () => {
-  test("new route in main is drift", async () => {
+  test("new route in main noted", async () => {
     const system = vpnHost();
     const context = testContext(system, testConfig("nftables"));
     await up(context, "tun0");
+    // As OpenVPN adds its server's route after running up.
     system.addRoutes(4, "main", ["198.51.100.0/24 via 192.0.2.1 dev eth0"]);
 
     const report = await status(context);
     expect(report.live?.copyChanges).toEqual({ ipv4: 1, ipv6: 0 });
-    expect(report.drift).toEqual(["the IPv4 copy differs from main in 1 route(s); run splitroute refresh"]);
+    expect(report.drift).toEqual([]);
+    expect(report.notes).toEqual([
+      "main has 1 IPv4 route(s) that the copy lacks, such as routes the VPN added after up; splitroute refresh copies them if replies need them",
+    ]);
+    expect(renderStatus(report)).toContain("\nnote:      main has 1 IPv4 route(s) that the copy lacks");
+  });
+
+  test("gone route in main is drift", async () => {
+    const system = vpnHost();
+    const context = testContext(system, testConfig("nftables"));
+    system.addRoutes(4, "main", ["198.51.100.0/24 via 192.0.2.1 dev eth0"]);
+    await up(context, "tun0");
+    const main = system.ip.tables[4].get(254)!;
+    main.splice(main.findIndex((route) => route.dst === "198.51.100.0/24"), 1);
+
+    const report = await status(context);
+    expect(report.drift).toEqual(["the IPv4 copy differs from main: 0 route(s) changed and 1 gone there since it was copied; run splitroute refresh"]);
     expect(report.repair).toBe("run splitroute refresh, which copies main into redirect (2) again");
   });
 
@@ -305,11 +322,11 @@ describe("status of tunnels", () => {
 
     const report = await status(context);
     expect(report.drift).toEqual(["tunnel tun1 no longer exists; run splitroute down --dev tun1", "the IPv4 rule at priority 1000 is missing"]);
-    expect(report.repair).toBe("run splitroute down --dev tun1, then splitroute up --dev tun0 again, which rebuilds what is missing");
+    expect(report.repair).toBe("run splitroute down --dev tun1, then splitroute up --dev tun0 again, which installs the bypass again");
     expect(renderStatus(report).split("\n").slice(-4)).toEqual([
       "drift:     tunnel tun1 no longer exists; run splitroute down --dev tun1",
       "drift:     the IPv4 rule at priority 1000 is missing",
-      "repair:    run splitroute down --dev tun1, then splitroute up --dev tun0 again, which rebuilds what is missing",
+      "repair:    run splitroute down --dev tun1, then splitroute up --dev tun0 again, which installs the bypass again",
       "",
     ]);
   });
