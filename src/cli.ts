@@ -31,7 +31,7 @@ Commands:
             never leaving the table empty
   watch     run refresh after every burst of route changes, until stopped
   explain FLOW
-            what happens to a flow, such as: tcp 203.0.113.5:51000 to 192.0.2.10:22 in eth0
+            what happens to a flow, such as: tcp 203.0.113.5:51000 to 192.0.2.2:22 in eth0
             (without "in IFACE": a flow this host sends)
   plan up|down
             print the exact commands up or down would run now, and run none

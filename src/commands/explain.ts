@@ -79,7 +79,10 @@ export async function explain(context: Context, flow: Flow): Promise<string> {
   }
   const result = await system.run(argv);
   if (result.exitCode !== 0) {
-    lines.push(`route:   ${argv.join(" ")} failed: ${result.stderr.trim()}`);
+    // The kernel rejects a "from" address that is not this host's, which is
+    // the usual cause for an inbound flow written with another address.
+    const hint = flow.inbound === undefined ? "" : `; check that ${from.address} is an address of this host (ip -br address)`;
+    lines.push(`route:   ${argv.join(" ")} failed: ${result.stderr.trim()}${hint}`);
     return `${lines.join("\n")}\n`;
   }
   const [route] = JSON.parse(result.stdout || "[]") as Array<{ table?: string; dev?: string; gateway?: string }>;
