@@ -94,7 +94,7 @@ export async function main(args: string[], env: NodeJS.ProcessEnv, makeContext =
         const device = resolveDevice(values.dev, env, rest);
         requireRoot(
           "down",
-          "with OpenVPN's user/group options, run it through the down-root plugin (see the README); until then the bypass stays, and 'splitroute down' as root removes it",
+          "with OpenVPN's user/group options, run it through the down-root plugin (splitroute(8) shows how); until then the bypass stays, and 'splitroute down' as root removes it",
         );
         if (isOpenVpnRestart(env, rest)) {
           log.info(`OpenVPN is restarting with ${device} kept (persist-tun); the bypass stays until the final down`);

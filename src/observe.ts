@@ -129,3 +129,20 @@ export async function readUplinkSysctls(system: System, devices: readonly string
   }
   return uplinks;
 }
+
+/**
+ * Lists the network interfaces of this namespace from /proc/net/dev, which
+ * names one per line after two header lines, as "NAME: counters". The
+ * kernel allows no ":" in an interface name, so the first ":" ends it.
+ */
+export async function readInterfaceNames(system: System): Promise<string[]> {
+  const text = (await system.readText("/proc/net/dev")) ?? "";
+  const names: string[] = [];
+  for (const line of text.split("\n").slice(2)) {
+    const name = line.split(":")[0]!.trim();
+    if (name !== "") {
+      names.push(name);
+    }
+  }
+  return names;
+}

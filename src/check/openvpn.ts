@@ -53,7 +53,8 @@ export function judgeOpenVpnConfig(path: string, directives: OpenVpnDirectives):
   const findings: Finding[] = [];
   const area = "openvpn";
   const user = directives.get("user")?.at(-1)?.[0];
-  const downRoot = (directives.get("plugin") ?? []).some((args) => /down-root/.test(args[0] ?? ""));
+  const downRootPlugins = (directives.get("plugin") ?? []).filter((args) => /down-root/.test(args[0] ?? ""));
+  const downRoot = downRootPlugins.length > 0;
 
   // OpenVPN's default script-security is 1, which runs only built-in
   // programs such as ip, never a script named in up or down.
@@ -65,7 +66,7 @@ export function judgeOpenVpnConfig(path: string, directives: OpenVpnDirectives):
         area,
         `${path}: script-security is ${securityText ?? "not set (1)"}`,
         `below 2, OpenVPN refuses to run the up and down hooks, so no bypass is installed`,
-        `add "script-security 2" to ${path}`,
+        securityText === undefined ? `add "script-security 2" to ${path}` : `change the line "script-security ${securityText}" in ${path} to "script-security 2"`,
       ),
     );
   }
@@ -79,6 +80,11 @@ export function judgeOpenVpnConfig(path: string, directives: OpenVpnDirectives):
         `run down through the plugin: plugin /usr/lib/x86_64-linux-gnu/openvpn/plugins/openvpn-plugin-down-root.so /usr/lib/splitroute/down (dpkg -L openvpn | grep down-root shows its folder)`,
       ),
     );
+  }
+  const plainDown = directives.get("down")?.at(-1);
+  if (user !== undefined && downRoot && plainDown !== undefined && plainDown.length > 0) {
+    const pluginScripts = downRootPlugins.flatMap((args) => (args[1] === undefined ? [] : [unquoted(args[1])]));
+    findings.push(judgePlainDown(path, user, plainDown, pluginScripts));
   }
   if (user !== undefined && directives.has("up-restart")) {
     findings.push(
@@ -110,4 +116,35 @@ export function judgeOpenVpnConfig(path: string, directives: OpenVpnDirectives):
     findings.push(ok(area, `${path}: the hooks can run${user === undefined ? "" : `, and down runs as root through the down-root plugin`}`));
   }
   return findings;
+}
+
+// OpenVPN allows a quoted command, such as "/usr/lib/splitroute/down --config F",
+// whose first word the parser here keeps with its opening quote.
+function unquoted(word: string): string {
+  return word.replace(/^["']|["']$/g, "");
+}
+
+/**
+ * Judges a plain `down` line in a configuration that drops privileges and
+ * loads the down-root plugin. OpenVPN runs that line's script as the
+ * unprivileged user, so splitroute's down fails there and must run through
+ * the plugin instead.
+ */
+function judgePlainDown(path: string, user: string, args: readonly string[], pluginScripts: readonly string[]): Finding {
+  const line = ["down", ...args].join(" ");
+  const script = unquoted(args[0]!);
+  if (pluginScripts.includes(script)) {
+    return warning(
+      "openvpn",
+      `${path}: "${line}" beside the down-root plugin, which runs ${script} too`,
+      `OpenVPN runs the plain down script as ${user} as well, which cannot remove anything, so it fails with an error in the log, while the plugin runs it as root`,
+      `remove the line "${line}" from ${path}, so that down runs only through the plugin, as in splitroute(8)'s down-root example`,
+    );
+  }
+  return warning(
+    "openvpn",
+    `${path}: "${line}" runs as ${user}`,
+    `OpenVPN runs a plain down script after dropping privileges, so a script that needs root fails. Only the plugin's command (${pluginScripts.join(", ") || "none"}) runs as root`,
+    `if ${script} is splitroute's down, remove the line "${line}" and run the script through a down-root plugin line instead (plugin .../openvpn-plugin-down-root.so /usr/lib/splitroute/down, as splitroute(8) shows); keep a plain down line only for a script that works without root`,
+  );
 }

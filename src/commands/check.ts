@@ -94,7 +94,9 @@ export async function check(context: Context, options: CheckOptions = {}): Promi
 export function configurationFailureReport(failure: Error): CheckReport {
   const { message } = failure;
   let fix = "correct each key that the message lists (splitroute.conf(5) describes every key and the values it allows)";
-  if (message.startsWith("cannot read configuration file")) {
+  if (/^configuration file .* not found;|^--config is empty;/.test(message)) {
+    fix = "name an existing file with --config or SPLITROUTE_CONFIG, or set neither";
+  } else if (message.startsWith("cannot read configuration file")) {
     fix = "name an existing file with --config or SPLITROUTE_CONFIG, and run check as a user that may read it";
   } else if (message.startsWith("refusing configuration file")) {
     fix = "make the file owned by root and writable by root only, as the message shows";

@@ -4,8 +4,9 @@ import { readNftRuleset, type FirewallBackend } from "../firewall/backend.js";
 import { hasNftTable } from "../firewall/nftables.js";
 import { iptablesTools } from "../firewall/iptables.js";
 import { planRemoval } from "../plan/down.js";
-import type { State } from "../state.js";
+import { StateFileError, type State } from "../state.js";
 import type { System } from "../system/system.js";
+import { warnOfUnrecordedSrcValidMark } from "./cleanup-sysctls.js";
 import { withLock, type Context } from "./context.js";
 import { observeForDown } from "./observe-state.js";
 
@@ -14,14 +15,22 @@ import { observeForDown } from "./observe-state.js";
  * not the state file survived: our rules at any priority, our routes in our
  * table, our nftables table and our tagged iptables jumps and chains in every
  * iptables variant. Sysctls are restored only from the state file, because
- * nothing else records their earlier values.
+ * nothing else records their earlier values. Without it, cleanup warns of
+ * each interface whose src_valid_mark is 1 and leaves the value.
  */
 export async function cleanup(context: Context): Promise<void> {
   await withLock(context, async () => {
     const { config, log, store, system } = context;
-    const recorded = await store.read();
+    const recorded = await store.read().catch((error: unknown) => {
+      if (!(error instanceof StateFileError)) {
+        throw error;
+      }
+      log.warn(`ignoring state file ${error.path}: ${error.reason}; cleanup removes it at the end`);
+      return undefined;
+    });
     if (recorded === undefined) {
-      log.info(`no state file in ${store.path}; looking for splitroute's objects with table ${config.table.id} and mark from ${config.source}`);
+      log.info(`no state file at ${store.path}; looking for splitroute's objects with table ${config.table.id} and mark from ${config.source}`);
+      await warnOfUnrecordedSrcValidMark(system, log);
     }
     const base = recorded ?? identityFromConfig(context);
 

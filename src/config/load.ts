@@ -28,7 +28,17 @@ export function loadConfig(explicitPath: string | undefined, env: NodeJS.Process
     if (error instanceof ConfigError) {
       throw error;
     }
-    throw new ConfigError(`cannot read configuration file ${path}: ${(error as Error).message}`);
+    let origin: PathOrigin = "default";
+    let fallback = `${DEFAULT_CONFIG_PATH} (built-in defaults when that file does not exist)`;
+    if (explicitPath !== undefined) {
+      origin = "--config";
+      if (env.SPLITROUTE_CONFIG) {
+        fallback = `${resolve(env.SPLITROUTE_CONFIG)}, which SPLITROUTE_CONFIG names`;
+      }
+    } else if (named !== undefined) {
+      origin = "SPLITROUTE_CONFIG";
+    }
+    throw new ConfigError(readFailureMessage(path, error as NodeJS.ErrnoException, origin, fallback));
   }
   // Every problem goes into one message: the syntax problems, then what
   // validation finds in the rest of the file.
@@ -47,6 +57,37 @@ export function loadConfig(explicitPath: string | undefined, env: NodeJS.Process
     problems.push(...error.message.split("\n").slice(1).map((line) => line.trim()).filter((problem) => !located.has(problem)));
   }
   throw new ConfigError(`invalid configuration in ${path}:\n${problems.map((problem) => `  ${problem}`).join("\n")}`);
+}
+
+/** The source of the configuration file's path. */
+export type PathOrigin = "--config" | "SPLITROUTE_CONFIG" | "default";
+
+/**
+ * Describes why the file at `path` could not be read, in words rather than
+ * Node's "ENOENT: no such file or directory, open ..." text, with the fix.
+ * `fallback` names what splitroute reads without the option or variable.
+ */
+export function readFailureMessage(path: string, error: NodeJS.ErrnoException, origin: PathOrigin, fallback: string): string {
+  switch (error.code) {
+    case "ENOENT":
+    case "ENOTDIR":
+      if (origin === "--config" && path === "") {
+        return `--config is empty; name a configuration file, or leave out --config to use ${fallback}`;
+      }
+      if (origin === "--config") {
+        return `configuration file ${path} not found; correct the path given with --config, or leave out --config to use ${fallback}`;
+      }
+      if (origin === "SPLITROUTE_CONFIG") {
+        return `configuration file ${path} not found; correct SPLITROUTE_CONFIG, or unset it to use ${fallback}`;
+      }
+      break;
+    case "EACCES":
+    case "EPERM":
+      return `cannot read configuration file ${path}: permission denied; run splitroute as root, or make the file readable by the user that runs it`;
+    case "EISDIR":
+      return `cannot read configuration file ${path}: it is a directory; name a file`;
+  }
+  return `cannot read configuration file ${path}: ${error.message}`;
 }
 
 /**

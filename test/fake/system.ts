@@ -128,9 +128,27 @@ export class FakeSystem implements System {
   /** Files readText returns, by path. */
   readonly files = new Map<string, string>();
 
-  /** Returns a file from `files`, or the legacy iptables tables that the fake's tools created for /proc/net/ip*_tables_names. */
+  /**
+   * Returns a file from `files`, else /proc/net/dev listing the fake's
+   * interfaces, or the legacy iptables tables that the fake's tools created
+   * for /proc/net/ip*_tables_names.
+   */
   async readText(path: string): Promise<string | undefined> {
+    if (path === "/proc/net/dev" && !this.files.has(path)) {
+      return this.renderProcNetDev();
+    }
     return this.files.get(path) ?? this.iptables.readProc(path);
+  }
+
+  /** Renders /proc/net/dev in the kernel's layout, with every counter 0. */
+  private renderProcNetDev(): string {
+    const header = [
+      "Inter-|   Receive                                                |  Transmit",
+      " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed",
+    ];
+    const counters = Array.from({ length: 16 }, () => "0").join(" ");
+    const lines = this.interfaces.map((name) => `${name.padStart(6)}: ${counters}`);
+    return [...header, ...lines, ""].join("\n");
   }
 
   /** Lists the names directly inside the folder `path` that `files` has, or undefined when it has none. */

@@ -120,6 +120,8 @@ describe.skipIf(!isRoot).each(BACKENDS)(`crash recovery, %s (${SKIP_REASON})`, (
     expect(result.exitCode, result.stderr).toBe(0);
     expect(result.stderr).toContain("no state file");
     // Without the record, the earlier src_valid_mark value is unknown.
+    expect(result.stderr).toContain("splitroute: warning: src_valid_mark is 1 on eth0, and cleanup leaves it.");
+    expect(result.stderr).toContain("set it back with: sysctl -w net.ipv4.conf.eth0.src_valid_mark=0\n");
     const expected = before.replace("net.ipv4.conf.eth0.src_valid_mark = 0", "net.ipv4.conf.eth0.src_valid_mark = 1");
     expect(await host.state()).not.toContain("SPLITROUTE");
     expect(withoutEmptyTables(await host.state())).toBe(withoutEmptyTables(expected));

@@ -120,7 +120,7 @@ describe.skipIf(!isRoot)(`hook entry points (${SKIP_REASON})`, () => {
       extendEnv: false,
     });
     expect(result.exitCode).toBe(1);
-    expect(String(result.stderr)).toContain("down-root plugin");
+    expect(String(result.stderr)).toContain("run it through the down-root plugin (splitroute(8) shows how)");
     expect((await runHook(host, DOWN, ["tun0"], {})).exitCode).toBe(0);
     expect(await host.state()).toBe(before);
   });

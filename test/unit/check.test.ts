@@ -607,6 +607,70 @@ describe("check OpenVPN configuration", () => {
     expect(matching(report, "error", "OpenVPN configuration /etc/openvpn/missing.conf not found")).toHaveLength(1);
   });
 
+  test("low script-security line changed", async () => {
+    const system = declaredHost();
+    system.files.set(PATH, "script-security 1\nup /usr/lib/splitroute/up\n");
+    const [finding] = matching(await runCheck(system, { openvpn: [PATH] }), "error", `${PATH}: script-security is 1`);
+    expect(finding?.fix).toBe(`change the line "script-security 1" in ${PATH} to "script-security 2"`);
+  });
+
+  test("unset script-security added", async () => {
+    const system = declaredHost();
+    system.files.set(PATH, "up /usr/lib/splitroute/up\n");
+    const [finding] = matching(await runCheck(system, { openvpn: [PATH] }), "error", `${PATH}: script-security is not set (1)`);
+    expect(finding?.fix).toBe(`add "script-security 2" to ${PATH}`);
+  });
+
+  const DOWN_ROOT = [
+    "user nobody",
+    "group nogroup",
+    "persist-tun",
+    "persist-key",
+    "script-security 2",
+    "up /usr/lib/splitroute/up",
+    "plugin /usr/lib/x86_64-linux-gnu/openvpn/plugins/openvpn-plugin-down-root.so /usr/lib/splitroute/down",
+  ];
+
+  test("plain down beside down-root plugin", async () => {
+    const system = declaredHost();
+    system.files.set(PATH, [...DOWN_ROOT, "down /usr/lib/splitroute/down"].join("\n"));
+    const report = await runCheck(system, { openvpn: [PATH] });
+    const openvpn = report.findings.filter((finding) => finding.area === "openvpn");
+    expect(openvpn.map((finding) => [finding.severity, finding.what])).toEqual([
+      ["warning", `${PATH}: "down /usr/lib/splitroute/down" beside the down-root plugin, which runs /usr/lib/splitroute/down too`],
+    ]);
+    expect(openvpn[0]?.why).toContain("as nobody as well, which cannot remove anything");
+    expect(openvpn[0]?.fix).toBe(`remove the line "down /usr/lib/splitroute/down" from ${PATH}, so that down runs only through the plugin, as in splitroute(8)'s down-root example`);
+    expect(report.exitCode).toBe(1);
+  });
+
+  test("quoted plain down matches plugin", async () => {
+    const system = declaredHost();
+    const plugin = 'plugin /usr/lib/openvpn/openvpn-plugin-down-root.so "/usr/lib/splitroute/down --config /etc/splitroute/office.conf"';
+    system.files.set(PATH, [...DOWN_ROOT.slice(0, -1), plugin, 'down "/usr/lib/splitroute/down --config /etc/splitroute/office.conf"'].join("\n"));
+    const report = await runCheck(system, { openvpn: [PATH] });
+    expect(matching(report, "warning", "beside the down-root plugin, which runs /usr/lib/splitroute/down too")).toHaveLength(1);
+  });
+
+  test("plain down of another script", async () => {
+    const system = declaredHost();
+    const plugin = "plugin /usr/lib/openvpn/openvpn-plugin-down-root.so /etc/openvpn/update-resolv-conf";
+    system.files.set(PATH, [...DOWN_ROOT.slice(0, -1), plugin, "down /usr/lib/splitroute/down"].join("\n"));
+    const [finding, ...others] = (await runCheck(system, { openvpn: [PATH] })).findings.filter((finding) => finding.area === "openvpn");
+    expect(others).toEqual([]);
+    expect(finding?.severity).toBe("warning");
+    expect(finding?.what).toBe(`${PATH}: "down /usr/lib/splitroute/down" runs as nobody`);
+    expect(finding?.why).toContain("Only the plugin's command (/etc/openvpn/update-resolv-conf) runs as root");
+    expect(finding?.fix).toMatch(/^if \/usr\/lib\/splitroute\/down is splitroute's down, remove the line "down \/usr\/lib\/splitroute\/down"/);
+  });
+
+  test("plain down without user is fine", async () => {
+    const system = declaredHost();
+    system.files.set(PATH, "script-security 2\nup /usr/lib/splitroute/up\ndown /usr/lib/splitroute/down\n");
+    const report = await runCheck(system, { openvpn: [PATH] });
+    expect(report.findings.filter((finding) => finding.area === "openvpn").map((finding) => finding.severity)).toEqual(["ok"]);
+  });
+
   test("parser skips comments and blocks", () => {
     const directives = parseOpenVpnConfig("; comment\n# user root\n<key>\nuser x\n</key>\n--persist-tun\nUSER nobody\n");
     expect([...directives.keys()]).toEqual(["persist-tun", "user"]);
@@ -688,9 +752,9 @@ describe("check --json with a broken configuration", () => {
     const { exitCode, stdout, stderr } = await runMain(["check", "--json", "--config", path]);
     expect(exitCode).toBe(2);
     const [finding] = (JSON.parse(stdout) as CheckReport).findings;
-    expect(finding?.what).toMatch(new RegExp(`^cannot read configuration file ${path}: ENOENT`));
+    expect(finding?.what).toMatch(new RegExp(`^configuration file ${path} not found; correct the path given with --config`));
     expect(finding?.fix).toContain("name an existing file");
-    expect(stderr).toContain(`cannot read configuration file ${path}`);
+    expect(stderr).toContain(`configuration file ${path} not found`);
   });
 
   test("without --json stdout stays empty", async () => {
@@ -698,6 +762,6 @@ describe("check --json with a broken configuration", () => {
     const { exitCode, stdout, stderr } = await runMain(["check", "--config", path]);
     expect(exitCode).toBe(2);
     expect(stdout).toBe("");
-    expect(stderr).toContain("cannot read configuration file");
+    expect(stderr).toContain(`configuration file ${path} not found`);
   });
 });

@@ -22,6 +22,16 @@ describe("command line", () => {
     expect(stdout).toHaveBeenCalledWith(`splitroute ${VERSION}\n`);
   });
 
+  test("missing config file exits 2", async () => {
+    const stderr = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    vi.spyOn(process.stdout, "write").mockImplementation(() => true);
+    const path = "/nonexistent/splitroute/x.conf";
+    expect(await main(["check"], { SPLITROUTE_CONFIG: path })).toBe(2);
+    const output = stderr.mock.calls.map(([chunk]) => String(chunk)).join("");
+    expect(output).toContain(`splitroute: error: configuration file ${path} not found; correct SPLITROUTE_CONFIG, or unset it`);
+    expect(output).not.toContain("ENOENT");
+  });
+
   test("missing command named", async () => {
     const stderr = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
     expect(await main([], {})).toBe(2);

@@ -6,6 +6,7 @@ import { renderStatus, status } from "../../src/commands/status.js";
 import { up } from "../../src/commands/up.js";
 import { AggregateFailure, ConfigError } from "../../src/errors.js";
 import type { FirewallBackend } from "../../src/firewall/backend.js";
+import { createLogger, type Logger } from "../../src/log.js";
 import { MemoryStateStore } from "../../src/state.js";
 import { testConfig, testContext, vpnHost } from "../fake/host.js";
 import { FakeSystem } from "../fake/system.js";
@@ -687,4 +688,63 @@ describe("cleanup", () => {
     expect(changingCommands(system)).toContain("nft -f -");
     expect(system.render()).toBe(before);
   });
+
+  test("warns of src_valid_mark without state", async () => {
+    const system = vpnHost();
+    system.sysctls.set("net.ipv4.conf.eth0.rp_filter", "1");
+    const context = testContext(system, testConfig("nftables"));
+    await up(context, "tun0");
+    expect(system.sysctls.get("net.ipv4.conf.eth0.src_valid_mark")).toBe("1");
+    await context.store.remove();
+    system.commands.length = 0;
+
+    const warnings: string[] = [];
+    await cleanup({ ...testContext(system, testConfig("nftables"), new MemoryStateStore()), log: warningLogger(warnings) });
+    expect(warnings).toEqual([
+      "splitroute: warning: src_valid_mark is 1 on eth0, and cleanup leaves it. " +
+        "splitroute's up sets it on uplinks with strict rp_filter, but without a state file cleanup cannot tell whether splitroute set it. " +
+        "If nothing else needs it, set it back with: sysctl -w net.ipv4.conf.eth0.src_valid_mark=0\n",
+    ]);
+    expect(system.sysctls.get("net.ipv4.conf.eth0.src_valid_mark")).toBe("1");
+    expect(changingCommands(system).filter((line) => line.startsWith("sysctl"))).toEqual([]);
+  });
+
+  test("warning names dotted interfaces", async () => {
+    const system = vpnHost();
+    system.addInterface("eth0.100");
+    system.addInterface("eth1");
+    system.sysctls.set("net.ipv4.conf.eth0/100.src_valid_mark", "1");
+    system.sysctls.set("net.ipv4.conf.eth1.src_valid_mark", "1");
+
+    const warnings: string[] = [];
+    await cleanup({ ...testContext(system, testConfig("nftables")), log: warningLogger(warnings) });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("src_valid_mark is 1 on eth0.100, eth1, and cleanup leaves it.");
+    expect(warnings[0]).toContain("sysctl -w net.ipv4.conf.eth0/100.src_valid_mark=0 net.ipv4.conf.eth1.src_valid_mark=0\n");
+  });
+
+  test("no warning with state or unset", async () => {
+    const system = vpnHost();
+    system.sysctls.set("net.ipv4.conf.eth0.rp_filter", "1");
+    const context = testContext(system, testConfig("nftables"));
+    const before = system.render();
+    const warnings: string[] = [];
+    await up(context, "tun0");
+
+    await cleanup({ ...context, log: warningLogger(warnings) });
+    expect(system.render()).toBe(before);
+    await cleanup({ ...context, log: warningLogger(warnings) });
+    expect(warnings).toEqual([]);
+  });
 });
+
+/** Builds a text logger that keeps only warnings and errors, appending each line to `lines`. */
+function warningLogger(lines: string[]): Logger {
+  const stream = {
+    write(text: string): boolean {
+      lines.push(text);
+      return true;
+    },
+  };
+  return createLogger("text", "warn", stream as unknown as NodeJS.WritableStream);
+}

@@ -5,7 +5,7 @@ import { join, relative } from "node:path";
 import { parse } from "ini";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 
-import { loadConfig } from "../../src/config/load.js";
+import { loadConfig, readFailureMessage } from "../../src/config/load.js";
 import { DEFAULT_CONFIG_PATH } from "../../src/config/types.js";
 import { DEFAULTS, validateConfig } from "../../src/config/validate.js";
 import { ConfigError } from "../../src/errors.js";
@@ -221,7 +221,7 @@ describe("loadConfig", () => {
     const config = loadConfig(relative(process.cwd(), path), {});
     expect(config.source).toBe(path);
     expect(() => loadConfig(relative(process.cwd(), join(directory, "missing.conf")), {})).toThrow(
-      `cannot read configuration file ${join(directory, "missing.conf")}:`,
+      `configuration file ${join(directory, "missing.conf")} not found;`,
     );
   });
 
@@ -239,9 +239,47 @@ describe("loadConfig", () => {
 
   test("missing explicit file rejected", () => {
     const path = join(directory, "missing.conf");
+    const fallback = `${DEFAULT_CONFIG_PATH} (built-in defaults when that file does not exist)`;
     expect(() => loadConfig(path, {})).toThrow(ConfigError);
-    expect(() => loadConfig(path, {})).toThrow(`cannot read configuration file ${path}`);
-    expect(() => loadConfig(undefined, { SPLITROUTE_CONFIG: path })).toThrow(`cannot read configuration file ${path}`);
+    expect(() => loadConfig(path, {})).toThrow(
+      new ConfigError(`configuration file ${path} not found; correct the path given with --config, or leave out --config to use ${fallback}`),
+    );
+    expect(() => loadConfig(undefined, { SPLITROUTE_CONFIG: path })).toThrow(
+      new ConfigError(`configuration file ${path} not found; correct SPLITROUTE_CONFIG, or unset it to use ${fallback}`),
+    );
+  });
+
+  test("missing file names variable fallback", () => {
+    const path = join(directory, "missing.conf");
+    const named = join(directory, "named.conf");
+    expect(() => loadConfig(path, { SPLITROUTE_CONFIG: named })).toThrow(
+      new ConfigError(`configuration file ${path} not found; correct the path given with --config, or leave out --config to use ${named}, which SPLITROUTE_CONFIG names`),
+    );
+  });
+
+  test("missing folder in path rejected", () => {
+    const path = writeConfig("[table]\nid = 9\n");
+    expect(() => loadConfig(join(path, "x.conf"), {})).toThrow(`configuration file ${join(path, "x.conf")} not found;`);
+  });
+
+  test("empty --config rejected", () => {
+    expect(() => loadConfig("", {})).toThrow(/^--config is empty; name a configuration file/);
+  });
+
+  test("folder rejected in plain words", () => {
+    expect(() => loadConfig(directory, {})).toThrow(new ConfigError(`cannot read configuration file ${directory}: it is a directory; name a file`));
+  });
+
+  test("permission denied in plain words", () => {
+    const denied = Object.assign(new Error("EACCES: permission denied, open '/etc/x.conf'"), { code: "EACCES" });
+    expect(readFailureMessage("/etc/x.conf", denied, "--config", DEFAULT_CONFIG_PATH)).toBe(
+      "cannot read configuration file /etc/x.conf: permission denied; run splitroute as root, or make the file readable by the user that runs it",
+    );
+  });
+
+  test.runIf(process.getuid?.() !== 0)("unreadable file rejected", () => {
+    const path = writeConfig("[table]\nid = 9\n", 0o000);
+    expect(() => loadConfig(path, {})).toThrow(`cannot read configuration file ${path}: permission denied;`);
   });
 
   test("invalid file names its path", () => {

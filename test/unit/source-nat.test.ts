@@ -291,6 +291,22 @@ describe("source nat and iptables-nft's tables", () => {
     expect(system.render()).toBe(before);
   });
 
+  test("cleanup without state keeps tables", async () => {
+    const system = hostWith("iptables-nft");
+    const context = testContext(system, testConfig("iptables-nft", { bypass: [SSH, NOBODY] }));
+    await up(context, "tun0");
+    await context.store.remove();
+
+    // Only the record lists which of iptables-nft's tables up made it create.
+    await cleanup(testContext(system, testConfig("iptables-nft"), context.store));
+    const state = system.render();
+    expect(state).not.toContain("SPLITROUTE");
+    for (const base of ["iptables-nft", "ip6tables-nft"]) {
+      expect(state).toContain(`nft: ${base} created its mangle table, with base chains: OUTPUT PREROUTING`);
+      expect(state).toContain(`nft: ${base} created its nat table, with base chains: POSTROUTING`);
+    }
+  });
+
   test("existing nat table keeps its chains", async () => {
     const system = hostWith("iptables-nft");
     system.setUp(["iptables-nft-restore", "--noflush"], "*nat\n-A PREROUTING -m addrtype --dst-type LOCAL -j RETURN\nCOMMIT\n");
