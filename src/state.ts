@@ -73,8 +73,12 @@ export interface StateStore {
  */
 export function namespaceStateStore(env: NodeJS.ProcessEnv = process.env): StateStore {
   const dir = env.SPLITROUTE_STATE_DIR ?? STATE_DIR;
-  const inode = statSync("/proc/self/ns/net").ino;
-  return new FileStateStore(join(dir, `netns-${inode}.json`));
+  return new FileStateStore(join(dir, `netns-${networkNamespaceId()}.json`));
+}
+
+/** Returns the inode number of this process's network namespace, unique among live namespaces. */
+export function networkNamespaceId(): number {
+  return statSync("/proc/self/ns/net").ino;
 }
 
 export class FileStateStore implements StateStore {

@@ -38,7 +38,7 @@ describe.skipIf(!isRoot)(`splitroute plan (${SKIP_REASON})`, () => {
 
   it("matches up when run by a shell", async () => {
     const plan = await host.splitroute(["plan", "up", "--dev", "tun0"]);
-    await execa("ip", ["netns", "exec", host.host, "sh", "-e"], { input: plan.stdout });
+    await execa("ip", ["netns", "exec", host.host, "sh"], { input: plan.stdout });
     const scripted = await host.state();
     await host.splitroute(["cleanup"]);
     await host.run(["sysctl", "-q", "-w", "net.ipv4.conf.eth0.src_valid_mark=0"]);
@@ -46,6 +46,17 @@ describe.skipIf(!isRoot)(`splitroute plan (${SKIP_REASON})`, () => {
 
     expect((await host.splitroute(["up", "--dev", "tun0"])).exitCode).toBe(0);
     expect(await host.state()).toBe(scripted);
+  });
+
+  it("script refuses another namespace", async () => {
+    const plan = await host.splitroute(["plan", "up", "--dev", "tun0"]);
+    const peerBefore = await execa("ip", ["netns", "exec", host.peer, "sh", "-c", "ip -6 rule; ip rule; nft list ruleset"]);
+    // As when `ip netns exec HOST splitroute plan up | sh` runs the shell outside HOST.
+    const elsewhere = await execa("ip", ["netns", "exec", host.peer, "sh"], { input: plan.stdout, reject: false });
+    expect(elsewhere.exitCode).toBe(1);
+    expect(elsewhere.stderr).toContain("this script was planned for network namespace");
+    const peerAfter = await execa("ip", ["netns", "exec", host.peer, "sh", "-c", "ip -6 rule; ip rule; nft list ruleset"]);
+    expect(peerAfter.stdout).toBe(peerBefore.stdout);
   });
 
   it("prints down's commands", async () => {
