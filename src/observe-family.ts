@@ -3,9 +3,8 @@
 // run with a small table, and ip's batch mode prints one JSON array per
 // input line, so the reads of one family share a process.
 
-import { readRouteProtocols, readRules, readTable } from "./observe.js";
+import { readRouteProtocols, readRules, readTable, routeProtocol } from "./observe.js";
 import type { ObservedRule } from "./rule.js";
-import { isRecord } from "./snapshot/fields.js";
 import { parseRouteEntry } from "./snapshot/parse.js";
 import { streamJsonArrays } from "./snapshot/read.js";
 import type { Family, Route } from "./snapshot/route.js";
@@ -18,10 +17,7 @@ export interface TableDetail<Current> {
 }
 
 export const PROTOCOLS_ONLY: TableDetail<Pick<Route, "protocol">> = {
-  parse: (entry) => {
-    const protocol = isRecord(entry) ? entry.protocol : undefined;
-    return { protocol: protocol === undefined ? undefined : String(protocol) };
-  },
+  parse: routeProtocol,
   read: readRouteProtocols,
 };
 

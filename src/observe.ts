@@ -53,11 +53,14 @@ export async function readTable(system: System, family: Family, table: string | 
 export async function readRouteProtocols(system: System, family: Family, table: number): Promise<Array<Pick<Route, "protocol">>> {
   const argv = ["ip", `-${family}`, "-N", "-j", "route", "show", "table", String(table)];
   const protocols: Array<Pick<Route, "protocol">> = [];
-  await readRouteEntries(system, argv, (route) => {
-    const protocol = isRecord(route) ? route.protocol : undefined;
-    protocols.push({ protocol: protocol === undefined ? undefined : String(protocol) });
-  });
+  await readRouteEntries(system, argv, (route) => protocols.push(routeProtocol(route)));
   return protocols;
+}
+
+/** Returns the protocol of one route of `ip -j route show` output, as a string. */
+export function routeProtocol(route: unknown): Pick<Route, "protocol"> {
+  const protocol = isRecord(route) ? route.protocol : undefined;
+  return { protocol: protocol === undefined ? undefined : String(protocol) };
 }
 
 /** Reads the policy rules of one family with numeric table ids. */

@@ -181,9 +181,9 @@ async function compareRouting(context: Context, state: State, families: readonly
     const size = observed.tableSize[family];
     const counts = desired === undefined ? undefined : countRouteChanges(observed.copy!.table[family], desired[family], state.table.id);
     const changes = counts === undefined ? undefined : counts.changed + counts.removed + counts.added;
-    // Routes new in main are mostly the VPN's own, added after up (OpenVPN
-    // adds its server's route through the uplink after running up), so
-    // they are noted; changed or vanished routes send replies wrong.
+    // Routes new in main are mostly the VPN's own, added after up: OpenVPN
+    // adds its server's route through the uplink after running up. So they
+    // are only noted. Changed or vanished routes send replies wrong.
     const stale = counts === undefined ? 0 : counts.changed + counts.removed;
     live.rule[`ipv${family}`] = hasOurRule;
     live.tableRoutes[`ipv${family}`] = size;

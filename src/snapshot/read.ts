@@ -19,7 +19,7 @@ export interface StreamedArrays {
  * the command still runs. Parsing element by element keeps memory to about
  * what the caller keeps: reading main of 100,000 routes whole held ip's
  * 11 MB of JSON and its parsed tree, about 40 MB more, on top of the routes.
- * Never throws for the command's or the JSON's errors, which it returns.
+ * Returns the command's and the JSON's errors instead of throwing them.
  */
 export async function streamJsonArrays(
   system: System,

@@ -1,7 +1,7 @@
 // An incremental reader for the JSON that `ip -j` prints: one or more
 // top-level arrays, one per command. It hands over each element's text as
 // soon as the element is complete. So a caller can parse a table of a
-// million routes one route at a time and never holds the whole output or
+// million routes one route at a time and never keeps the whole output or
 // its whole parsed tree.
 
 /** Receives the text of one complete element of the `arrayIndex`-th top-level array. */

@@ -273,7 +273,7 @@ describe("planUp", () => {
     const before = system.render();
     await observeForUp(system, testConfig("iptables"), "tun0", "iptables", undefined);
     expect(system.render()).toBe(before);
-    // A read-only ip batch names its commands (route show, rule show) on stdin and asks for JSON.
+    // A read-only ip batch names its commands (route show, rule show) on stdin and requests JSON.
     expect(system.commands.every((argv) => argv.includes("show") || argv.includes("-j") || argv.includes("-t") || argv.includes("--version"))).toBe(true);
   });
 
