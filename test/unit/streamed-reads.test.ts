@@ -72,7 +72,7 @@ describe("JsonArraySplitter", () => {
   });
 });
 
-/** A System whose one command prints `stdout` in pieces of `piece` characters. */
+/** Builds a System whose one command prints `stdout` in pieces of `piece` characters. */
 function printing(result: CommandResult, piece = 7): System & { streamed: boolean } {
   return {
     streamed: false,
@@ -174,7 +174,7 @@ describe("family reads in one batch", () => {
     { priority: 1000, src: "all", fwmark: "0x2", fwmask: "0x2", table: "2", protocol: "0" },
   ];
 
-  /** A System that prints the three arrays for a batch, or fails it, and answers single reads. */
+  /** Builds a System that prints the three arrays for a batch, or fails it, and returns the output of single reads. */
   function familyHost(batchExitCode: number): System & { commands: string[] } {
     const single: Record<string, unknown> = {
       "ip -4 -d -N -j route show table main": main,
